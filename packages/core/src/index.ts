@@ -1,0 +1,24 @@
+/**
+ * @disco/core: the one tfjs engine of DisCo.js and the pieces every package shares.
+ * @packageDocumentation
+ */
+export { tf } from './tf.js';
+export { initBackend, BACKEND_ORDER, type BackendName, type BackendOptions } from './backend.js';
+export { registerWasmTrainingKernels } from './kernels/index.js';
+export { Rng, type RngState } from './rng.js';
+export { Params, type Layout } from './params.js';
+export {
+  Conv2d,
+  BatchNorm,
+  Linear,
+  activate,
+  globalAvgPool,
+  l2Normalize,
+  type Activation,
+  type BatchNormConfig,
+  type Conv2dConfig,
+  type ForwardContext,
+  type LinearConfig,
+  type Module,
+} from './nn.js';
+export { bindEncoder, Sequential, type Encoder } from './encoder.js';

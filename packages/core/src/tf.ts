@@ -1,0 +1,10 @@
+/**
+ * The one tfjs engine of DisCo.js. Every other package takes `tf` from here, so an app
+ * that mixes several @disco packages gets one engine, one backend and one memory count.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+// Importing a backend registers it with the engine above; it is initialised only when chosen.
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+
+export { tf };
