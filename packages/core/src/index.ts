@@ -22,3 +22,17 @@ export {
   type Module,
 } from './nn.js';
 export { bindEncoder, Sequential, type Encoder } from './encoder.js';
+export {
+  parseSafetensors,
+  readSafetensors,
+  serializeSafetensors,
+  writeSafetensors,
+  writeFileAtomic,
+  rawToTensor,
+  halfToFloat,
+  floatToHalf,
+  type RawTensor,
+  type SafetensorsFile,
+  type TensorToWrite,
+} from './safetensors.js';
+export { fromTorchLayout, toTorchLayout, loadTorchStateDict, toTorchStateDict } from './torch-layout.js';

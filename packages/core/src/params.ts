@@ -129,7 +129,7 @@ export class Params {
             `expected [${e.variable.shape}]`,
         );
       }
-      e.variable.assign(value.dtype === e.variable.dtype ? value : value.cast(e.variable.dtype));
+      e.variable.assign(value.dtype === e.variable.dtype ? value : tf.cast(value, e.variable.dtype));
     }
     if (opts.strict ?? true) {
       const missing = this.names().filter((n) => !values.has(n));
