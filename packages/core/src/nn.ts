@@ -213,7 +213,7 @@ export class Linear implements Module<tf.Tensor2D, tf.Tensor2D> {
   }
 
   apply(params: Params, x: tf.Tensor2D): tf.Tensor2D {
-    const y = tf.matMul(x, params.get(join(this.name, 'weight')) as tf.Tensor2D);
+    const y = tf.matMul(x, params.get(join(this.name, 'weight'))) as tf.Tensor2D;
     if (this.cfg.bias === false) return y;
     return tf.add(y, params.get(join(this.name, 'bias'))) as tf.Tensor2D;
   }
