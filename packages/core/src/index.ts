@@ -36,3 +36,4 @@ export {
   type TensorToWrite,
 } from './safetensors.js';
 export { fromTorchLayout, toTorchLayout, loadTorchStateDict, toTorchStateDict } from './torch-layout.js';
+export { Sgd, cosineLr, type SgdConfig } from './optim.js';

@@ -133,7 +133,7 @@ export async function linearProbe(opts: LinearProbeOptions): Promise<LinearProbe
           // Forward [B, dim] -> [B, C]; gradient of the mean cross-entropy in closed form.
           const idx = tf.tensor1d(rows, 'int32');
           const xb = tf.gather(xTrain, idx) as tf.Tensor2D;
-          const yb = tf.oneHot(tf.gather(yTrain, idx), numClasses).toFloat();
+          const yb = tf.cast(tf.oneHot(tf.gather(yTrain, idx), numClasses), 'float32');
           const logits = fc.apply(params, xb);
           const g = tf.div(tf.sub(tf.softmax(logits), yb), rows.length) as tf.Tensor2D;
           const grads = [tf.matMul(xb, g, true, false), tf.sum(g, 0)];
@@ -150,8 +150,6 @@ export async function linearProbe(opts: LinearProbeOptions): Promise<LinearProbe
           });
         });
       }
-      // Let the event loop breathe between epochs (progress, timers).
-      await Promise.resolve();
     }
 
     // Train figures, then test predictions with the train statistics.

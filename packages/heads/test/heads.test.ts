@@ -38,7 +38,7 @@ describe('LinearClassifier', () => {
     const clf = new LinearClassifier({ inDim: 200, numClasses: 50 });
     const p = new Params();
     clf.init(p, new Rng(2));
-    const w = p.get('fc.weight').dataSync();
+    const w = Array.from(p.get('fc.weight').dataSync());
     const std = Math.sqrt(w.reduce((s, v) => s + v * v, 0) / w.length);
     expect(std).toBeGreaterThan(0.0095);
     expect(std).toBeLessThan(0.0105);

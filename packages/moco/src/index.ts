@@ -1,0 +1,15 @@
+/**
+ * @disco/moco: MoCo v2 — momentum key encoder, queue of negatives, InfoNCE.
+ * @packageDocumentation
+ */
+export { KeyQueue } from './queue.js';
+export { infoNce } from './infonce.js';
+export { momentumUpdate } from './momentum.js';
+export {
+  MoCo,
+  MOCO_V2_DEFAULTS,
+  NonFiniteLossError,
+  type ExtraLoss,
+  type MoCoConfig,
+  type StepMetrics,
+} from './moco.js';
