@@ -86,11 +86,27 @@ function kernelCalls(l: Layer, n: number) {
   const run = (kernel: string, inputs: tf.NamedTensorMap, attrs: object) => () =>
     tf.engine().runKernel(kernel, inputs, attrs as tf.NamedAttrMap) as tf.Tensor;
   const dX = l.depthwise
-    ? run('DepthwiseConv2dNativeBackpropInput', { dy, filter }, { ...base, dilations: 1, inputShape: x.shape })
-    : run('Conv2DBackpropInput', { dy, filter }, { ...base, dataFormat: 'NHWC', inputShape: x.shape });
+    ? run(
+        'DepthwiseConv2dNativeBackpropInput',
+        { dy, filter },
+        { ...base, dilations: 1, inputShape: x.shape },
+      )
+    : run(
+        'Conv2DBackpropInput',
+        { dy, filter },
+        { ...base, dataFormat: 'NHWC', inputShape: x.shape },
+      );
   const dW = l.depthwise
-    ? run('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { ...base, dilations: 1, filterShape: filter.shape })
-    : run('Conv2DBackpropFilter', { x, dy }, { ...base, dataFormat: 'NHWC', filterShape: filter.shape });
+    ? run(
+        'DepthwiseConv2dNativeBackpropFilter',
+        { x, dy },
+        { ...base, dilations: 1, filterShape: filter.shape },
+      )
+    : run(
+        'Conv2DBackpropFilter',
+        { x, dy },
+        { ...base, dataFormat: 'NHWC', filterShape: filter.shape },
+      );
   const dispose = () => tf.dispose([x, filter, dy]);
   return { x, filter, dy, fwd, dX, dW, dispose };
 }
@@ -106,8 +122,10 @@ async function main() {
   const native = nativeWasmConv2DBackpropInput()!;
   const backend = tf.backend();
   const fmt = (v: number | undefined, digits = 2) => (v === undefined ? '-' : v.toFixed(digits));
-  console.log(`batch ${BATCH}; wasm ms are medians of ${REPEATS}; cpu timed once on batch ` +
-    `${CPU_BATCH} and scaled to ${BATCH}`);
+  console.log(
+    `batch ${BATCH}; wasm ms are medians of ${REPEATS}; cpu timed once on batch ` +
+      `${CPU_BATCH} and scaled to ${BATCH}`,
+  );
   console.log(
     '| layer | GMAC | fwd | dX | dW | native dX | dX/fwd | dW/fwd | native/dX | cpu fwd | cpu dX | cpu dW | cpu dW / dW |',
   );
@@ -130,7 +148,6 @@ async function main() {
         }) as tf.TensorInfo;
         return tf.engine().makeTensorFromTensorInfo(info);
       });
-      // makeTensorFromTensorInfo added a reference to the kernel's own output; drop it.
     }
     w.dispose();
     let cpu: { fwd: number; dX: number; dW: number } | undefined;
@@ -138,7 +155,11 @@ async function main() {
       await tf.setBackend('cpu');
       const c = kernelCalls(l, CPU_BATCH);
       const scale = BATCH / CPU_BATCH;
-      cpu = { fwd: timeOnce(c.fwd) * scale, dX: timeOnce(c.dX) * scale, dW: timeOnce(c.dW) * scale };
+      cpu = {
+        fwd: timeOnce(c.fwd) * scale,
+        dX: timeOnce(c.dX) * scale,
+        dW: timeOnce(c.dW) * scale,
+      };
       c.dispose();
     }
     console.log(

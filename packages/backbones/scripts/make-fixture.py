@@ -11,6 +11,7 @@ Outputs, under packages/backbones/test/fixtures/:
 Usage (Debian's torch 1.13 / torchvision 0.14): /usr/bin/python3 scripts/make-fixture.py
 """
 import json
+import math
 import os
 import struct
 import zlib
@@ -129,28 +130,29 @@ def fixture_input(n, h, w, c):
 
 
 def calibrate_and_round(model, x, gen):
-    """Makes eval-mode BatchNorm a real (non-identity) layer that keeps the signal's scale: running
-    statistics from one training-mode pass over x (momentum 1), then perturbed, plus perturbed
-    affine weights; finally every floating tensor is rounded to float16 and back."""
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.momentum = 1.0
-    model.train()
+    """Makes eval-mode BatchNorm a real (non-identity) layer that keeps the signal's scale. During
+    one eval-mode pass over x, just before each BatchNorm runs (earlier layers already final), with
+    s = mean(input^2) of that layer: running_mean = 0.1 sqrt(s) z1, running_var = s u,
+    weight = 1 + 0.1 z2, bias = 0.1 z3 (z ~ N(0, 1), u ~ U(0.5, 1.5), per channel). Then every
+    floating tensor is rounded to float16 and back, so the F16 file holds the exact weights."""
+
+    def set_statistics(m, inputs):
+        s = inputs[0].double().pow(2).mean().item()
+        c = m.num_features
+        m.running_mean.copy_(0.1 * math.sqrt(s) * torch.randn(c, generator=gen))
+        m.running_var.copy_(s * (0.5 + torch.rand(c, generator=gen)))
+        m.weight.copy_(1 + 0.1 * torch.randn(c, generator=gen))
+        m.bias.copy_(0.1 * torch.randn(c, generator=gen))
+
+    model.eval()
+    hooks = [m.register_forward_pre_hook(set_statistics) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     with torch.no_grad():
         model.features(x) if hasattr(model, 'features') else model.pooled(x)
-        for m, momentum in zip(bns, momenta):
-            m.momentum = momentum
-            c = m.num_features
-            m.running_mean += 0.1 * m.running_var.sqrt() * torch.randn(c, generator=gen)
-            m.running_var *= 0.5 + torch.rand(c, generator=gen)
-            m.weight.copy_(1 + 0.1 * torch.randn(c, generator=gen))
-            m.bias.copy_(0.1 * torch.randn(c, generator=gen))
-            m.num_batches_tracked.zero_()
         for t in model.state_dict().values():
             if t.is_floating_point():
                 t.copy_(t.half().float())
-    model.eval()
+    for h in hooks:
+        h.remove()
 
 
 def generated_case(name, model, outputs, x, options, notes):

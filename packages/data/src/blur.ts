@@ -69,9 +69,8 @@ export function gaussianBlurBatch(x: tf.Tensor4D, sigmas: Float32Array): tf.Tens
     );
     const horizontal = tf.tensor4d(taps, [1, k, n * c, 1]);
     const vertical = tf.tensor4d(taps, [k, 1, n * c, 1]);
-    const blurred = tf
-      .depthwiseConv2d(padded, horizontal, 1, 'valid')
-      .pipe((t) => tf.depthwiseConv2d(t, vertical, 1, 'valid'));
+    const rows = tf.depthwiseConv2d(padded, horizontal, 1, 'valid');
+    const blurred = tf.depthwiseConv2d(rows, vertical, 1, 'valid');
     return blurred.reshape([h, w, n, c]).transpose([2, 0, 1, 3]) as tf.Tensor4D;
   });
 }
