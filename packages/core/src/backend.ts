@@ -4,13 +4,19 @@
  * with DisCo's training kernels, then the plain JavaScript `cpu` backend. The native
  * builds are optional peers, used only when installed and loadable.
  */
+import { registerFastBatchMatMul } from './fast/batch-matmul.js';
 import { registerWasmTrainingKernels } from './kernels/index.js';
 import { tf } from './tf.js';
 
 /** A backend name DisCo.js knows how to start. */
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 
-export const BACKEND_ORDER: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
+export const BACKEND_ORDER: readonly BackendName[] = [
+  'tensorflow-gpu',
+  'tensorflow',
+  'wasm',
+  'cpu',
+];
 
 export interface BackendOptions {
   /** Force one backend; also read from `DISCO_BACKEND`. Fails loudly when it cannot start. */
@@ -40,6 +46,7 @@ async function start(name: BackendName): Promise<string> {
       break;
     case 'wasm':
       registerWasmTrainingKernels();
+      registerFastBatchMatMul();
       break;
     case 'cpu':
       break;
@@ -68,7 +75,9 @@ export async function initBackend(opts: BackendOptions = {}): Promise<string> {
     try {
       return await start(forced);
     } catch (err) {
-      throw new Error(`initBackend: forced backend '${forced}' cannot start: ${(err as Error).message}`);
+      throw new Error(
+        `initBackend: forced backend '${forced}' cannot start: ${(err as Error).message}`,
+      );
     }
   }
   for (const name of BACKEND_ORDER) {

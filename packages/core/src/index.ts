@@ -35,5 +35,11 @@ export {
   type SafetensorsFile,
   type TensorToWrite,
 } from './safetensors.js';
-export { fromTorchLayout, toTorchLayout, loadTorchStateDict, toTorchStateDict } from './torch-layout.js';
+export {
+  fromTorchLayout,
+  toTorchLayout,
+  loadTorchStateDict,
+  toTorchStateDict,
+} from './torch-layout.js';
 export { Sgd, cosineLr, type SgdConfig } from './optim.js';
+export { registerFastBatchMatMul } from './fast/batch-matmul.js';

@@ -162,24 +162,95 @@ export class BatchNorm implements Module {
         `BatchNorm '${this.name}': batch ${n} is not divisible by the BN group size ${size}`,
       );
     }
-    const groups = n / size;
-    const xg = groups > 1 ? tf.reshape(x, [groups, size, ...x.shape.slice(1)]) : x;
-    const axes = [...Array(xg.rank - 1).keys()].slice(groups > 1 ? 1 : 0);
-    const { mean, variance } = tf.moments(xg, axes, true);
-    const y = tf.add(tf.mul(tf.mul(tf.sub(xg, mean), tf.rsqrt(tf.add(variance, this.eps))), gamma), beta);
+    const { y, mean, variance } = batchNormTrain(x, gamma, beta, n / size, this.eps);
 
-    // Running statistics: the mean over groups of each group's statistics.
-    const count = xg.size / (groups * this.cfg.channels);
+    // Running statistics: the mean over groups of each group's statistics, with the
+    // unbiased variance, as PyTorch (per device) does.
+    const c = this.cfg.channels;
+    const count = x.size / ((n / size) * c);
     const m = this.momentum;
     tf.tidy(() => {
-      const c = this.cfg.channels;
       const batchMean = tf.mean(tf.reshape(mean, [-1, c]), 0);
-      const unbiased = tf.mul(tf.mean(tf.reshape(variance, [-1, c]), 0), count / Math.max(count - 1, 1));
+      const unbiased = tf.mul(
+        tf.mean(tf.reshape(variance, [-1, c]), 0),
+        count / Math.max(count - 1, 1),
+      );
       runningMean.assign(tf.add(tf.mul(runningMean, 1 - m), tf.mul(batchMean, m)));
       runningVar.assign(tf.add(tf.mul(runningVar, 1 - m), tf.mul(unbiased, m)));
     });
-    return groups > 1 ? tf.reshape(y, x.shape) : y;
+    mean.dispose();
+    variance.dispose();
+    return y;
   }
+}
+
+/**
+ * Training-mode batch normalisation of `x [N, ..., C]` in `groups` equal groups along the
+ * batch, with a hand-written gradient: per group, with xhat the normalised input and m the
+ * number of values per channel,
+ *   dx = gamma * rstd * (dy - mean(dy) - xhat * mean(dy * xhat)),
+ *   dgamma = sum(dy * xhat), dbeta = sum(dy).
+ * This is a handful of reductions, where differentiating the forward ops would record
+ * several broadcasts and a slow Tile on the wasm backend.
+ * Returns y and the per-group statistics `[groups, 1, ..., C]` (the caller disposes them).
+ */
+function batchNormTrain(
+  x: tf.Tensor,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  groups: number,
+  eps: number,
+): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
+  const shape = x.shape;
+  const grouped = [groups, shape[0]! / groups, ...shape.slice(1)];
+  const c = shape[shape.length - 1]!;
+  const m = x.size / (groups * c);
+  // Per-group channel means as one batched matMul with a row of 1/m: [G, 1, M] x [G, M, C].
+  // (The wasm backend's Sum/Mean over leading axes transposes the whole tensor first.)
+  // The row is made at each use: the gradient runs after this function has returned.
+  const groupMean = (t: tf.Tensor) =>
+    tf.tidy(() =>
+      tf.reshape(
+        tf.matMul(
+          tf.fill([groups, 1, m], 1 / m) as tf.Tensor3D,
+          tf.reshape(t, [groups, m, c]) as tf.Tensor3D,
+        ),
+        statShape,
+      ),
+    );
+  const statShape = [groups, ...Array(grouped.length - 2).fill(1), c];
+  let stats: { mean: tf.Tensor; variance: tf.Tensor } | null = null;
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xi, g, b, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+    const xg = tf.reshape(xi, grouped);
+    const mean = groupMean(xg);
+    const centered = tf.sub(xg, mean);
+    const variance = groupMean(tf.square(centered));
+    const rstd = tf.rsqrt(tf.add(variance, eps));
+    const xhat = tf.mul(centered, rstd);
+    const y = tf.reshape(tf.add(tf.mul(xhat, g), b), shape);
+    stats = { mean: tf.keep(mean.clone()), variance: tf.keep(variance.clone()) };
+    save([xhat, rstd, g]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sxhat, srstd, sg] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+        const dyg = tf.reshape(dy, grouped);
+        const dyXhat = tf.mul(dyg, sxhat);
+        const meanDy = groupMean(dyg);
+        const meanDyXhat = groupMean(dyXhat);
+        // Sums over groups of the group means, times m: the gradients of gamma and beta.
+        const dgamma = tf.mul(tf.sum(tf.reshape(meanDyXhat, [groups, c]), 0), m);
+        const dbeta = tf.mul(tf.sum(tf.reshape(meanDy, [groups, c]), 0), m);
+        const inner = tf.sub(tf.sub(dyg, meanDy), tf.mul(sxhat, meanDyXhat));
+        const dx = tf.reshape(tf.mul(inner, tf.mul(srstd, sg)), shape);
+        return [dx, dgamma, dbeta];
+      },
+    };
+  });
+  const y = (f as (...t: tf.Tensor[]) => tf.Tensor)(x, gamma, beta);
+  const s = stats as unknown as { mean: tf.Tensor; variance: tf.Tensor };
+  return { y, mean: s.mean, variance: s.variance };
 }
 
 export interface LinearConfig {
@@ -207,7 +278,8 @@ export class Linear implements Module<tf.Tensor2D, tf.Tensor2D> {
         : rng.normalArray(fi * fo, 0, init.normalStd);
     params.add(join(this.name, 'weight'), tf.tensor2d(w, [fi, fo]), { layout: 'linear' });
     if (this.cfg.bias ?? true) {
-      const b = init === 'pytorchDefault' ? rng.uniformArray(fo, -bound, bound) : new Float32Array(fo);
+      const b =
+        init === 'pytorchDefault' ? rng.uniformArray(fo, -bound, bound) : new Float32Array(fo);
       params.add(join(this.name, 'bias'), tf.tensor1d(b));
     }
   }

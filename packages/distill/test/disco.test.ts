@@ -18,7 +18,10 @@ function encoder(rng: Rng, width: number) {
   const net: Module<tf.Tensor4D, tf.Tensor2D> = new Sequential([
     new Conv2d('conv1', { inChannels: 1, outChannels: width, kernelSize: 3, stride: 2 }),
     new BatchNorm('bn1', { channels: width }),
-    { init: () => {}, apply: (_p: Params, x: tf.Tensor) => globalAvgPool(tf.relu(x) as tf.Tensor4D) },
+    {
+      init: () => {},
+      apply: (_p: Params, x: tf.Tensor) => globalAvgPool(tf.relu(x) as tf.Tensor4D),
+    },
     new ProjectionHead({ inDim: width, hiddenDim: 32, outDim: 8 }),
   ]);
   return bindEncoder(net, 8, rng);

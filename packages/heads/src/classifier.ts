@@ -17,7 +17,9 @@ export class LinearClassifier implements Module<tf.Tensor2D, tf.Tensor2D> {
 
   constructor(readonly cfg: LinearClassifierConfig) {
     if (!Number.isInteger(cfg.numClasses) || cfg.numClasses < 2) {
-      throw new Error(`LinearClassifier: numClasses must be an integer >= 2, got ${cfg.numClasses}`);
+      throw new Error(
+        `LinearClassifier: numClasses must be an integer >= 2, got ${cfg.numClasses}`,
+      );
     }
     this.linear = new Linear(cfg.name ?? 'fc', {
       inFeatures: cfg.inDim,

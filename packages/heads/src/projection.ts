@@ -52,7 +52,9 @@ export class ProjectionHead implements Module<tf.Tensor2D, tf.Tensor2D> {
 
   apply(params: Params, x: tf.Tensor2D, _ctx: ForwardContext): tf.Tensor2D {
     if (x.shape[1] !== this.inDim) {
-      throw new Error(`ProjectionHead: input width ${x.shape[1]} does not match inDim ${this.inDim}`);
+      throw new Error(
+        `ProjectionHead: input width ${x.shape[1]} does not match inDim ${this.inDim}`,
+      );
     }
     if (this.layers.length === 1) return this.layers[0]!.apply(params, x);
     const h = tf.relu(this.layers[0]!.apply(params, x));

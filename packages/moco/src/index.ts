@@ -13,3 +13,4 @@ export {
   type MoCoConfig,
   type StepMetrics,
 } from './moco.js';
+export { mocoStateTensors, loadMocoState } from './state.js';

@@ -14,6 +14,7 @@ import {
   type ForwardContext,
   l2Normalize,
   type Rng,
+  type RngState,
   Sgd,
   tf,
 } from '@disco/core';
@@ -95,7 +96,9 @@ export class MoCo {
   constructor(query: Encoder, rng: Rng, cfg: MoCoConfig = {}) {
     this.cfg = { ...MOCO_V2_DEFAULTS, ...cfg };
     if (query.outDim !== this.cfg.dim) {
-      throw new Error(`MoCo: encoder output width ${query.outDim} does not match dim ${this.cfg.dim}`);
+      throw new Error(
+        `MoCo: encoder output width ${query.outDim} does not match dim ${this.cfg.dim}`,
+      );
     }
     if (!(this.cfg.temperature > 0)) {
       throw new Error(`MoCo: temperature must be > 0, got ${this.cfg.temperature}`);
@@ -197,6 +200,15 @@ export class MoCo {
     this.queue.enqueue(k);
     k.dispose();
     return metrics;
+  }
+
+  /** The key-batch permutation stream's state, for checkpoints. */
+  rngState(): RngState {
+    return this.rng.getState();
+  }
+
+  setRngState(state: RngState): void {
+    this.rng.setState(state);
   }
 
   dispose(): void {

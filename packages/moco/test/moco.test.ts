@@ -50,23 +50,44 @@ describe('KeyQueue', () => {
     const queue = new KeyQueue(2, 4, new Rng(0));
     const norms = tf.sqrt(tf.sum(tf.square(queue.keys), 0)).dataSync();
     for (const v of norms) expect(v).toBeCloseTo(1, 5);
-    queue.enqueue(tf.tensor2d([[1, 2], [3, 4]]));
+    queue.enqueue(
+      tf.tensor2d([
+        [1, 2],
+        [3, 4],
+      ]),
+    );
     expect(queue.ptr).toBe(2);
-    queue.enqueue(tf.tensor2d([[5, 6], [7, 8]]));
+    queue.enqueue(
+      tf.tensor2d([
+        [5, 6],
+        [7, 8],
+      ]),
+    );
     expect(queue.ptr).toBe(0);
     expect(queue.keys.arraySync()).toEqual([
       [1, 3, 5, 7],
       [2, 4, 6, 8],
     ]);
-    queue.enqueue(tf.tensor2d([[9, 10], [11, 12]]));
+    queue.enqueue(
+      tf.tensor2d([
+        [9, 10],
+        [11, 12],
+      ]),
+    );
     expect(queue.ptr).toBe(2);
     expect(queue.keys.arraySync()).toEqual([
       [9, 11, 5, 7],
       [10, 12, 6, 8],
     ]);
-    expect(() => queue.enqueue(tf.tensor2d([[1, 1], [1, 1], [1, 1]]))).toThrow(
-      /K = 4 is not divisible by the batch size 3/,
-    );
+    expect(() =>
+      queue.enqueue(
+        tf.tensor2d([
+          [1, 1],
+          [1, 1],
+          [1, 1],
+        ]),
+      ),
+    ).toThrow(/K = 4 is not divisible by the batch size 3/);
     queue.dispose();
   });
 });

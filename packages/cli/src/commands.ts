@@ -1,0 +1,204 @@
+/**
+ * The `disco` command line: `pretrain`, `distill`, `eval` and `pipeline`, each with
+ * `--help`. Settings come from defaults, then `--config FILE` (JSON), then flags.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import { initBackend, type BackendName } from '@disco/core';
+import { FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '@disco/data';
+import { TRAIN_DEFAULTS, type TrainConfig } from './config.js';
+import { evaluateBackbone } from './evaluate.js';
+import { loadModelFile } from './model-file.js';
+import { PIPELINE_STUDENT, PIPELINE_TEACHER, runPipeline } from './pipeline.js';
+import { loadData, train } from './train.js';
+
+type Numeric = keyof TrainConfig;
+
+const NUMERIC_FLAGS: [string, Numeric, string][] = [
+  ['--epochs <n>', 'epochs', 'training epochs'],
+  ['--batch-size <n>', 'batchSize', 'images per step'],
+  ['--lr <x>', 'lr', 'base learning rate (cosine schedule)'],
+  ['--weight-decay <x>', 'weightDecay', 'L2 weight decay'],
+  ['--queue-size <n>', 'queueSize', 'MoCo queue length K (a multiple of the batch size)'],
+  ['--temperature <x>', 'temperature', 'InfoNCE temperature'],
+  ['--moco-momentum <x>', 'mocoMomentum', 'key encoder EMA momentum'],
+  ['--bn-group-size <n>', 'bnGroupSize', 'ghost-BN group size (per-device batch)'],
+  ['--hidden-dim <n>', 'hiddenDim', 'projection head hidden width'],
+  ['--width-multiplier <x>', 'widthMultiplier', 'backbone width multiplier'],
+  ['--image-size <n>', 'imageSize', 'side of the training crops'],
+  ['--seed <n>', 'seed', 'random seed'],
+  ['--limit <n>', 'limit', 'use only the first N training images'],
+  ['--distill-weight <x>', 'distillWeight', "weight of each view's consistency term"],
+  ['--knn-every <n>', 'knnEvery', 'kNN monitor every N epochs (0: only at the end)'],
+  ['--keep-checkpoints <n>', 'keepCheckpoints', 'checkpoints kept'],
+];
+
+function parseNumber(flag: string) {
+  return (value: string) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n)) {
+      throw new Error(`option ${flag}: '${value}' is not a number`);
+    }
+    return n;
+  };
+}
+
+function addTrainFlags(cmd: Command): Command {
+  cmd
+    .option('--data <dir>', 'Fashion-MNIST IDX folder (default: the shipped subset)')
+    .option('--arch <name>', 'backbone (see disco pretrain --help)')
+    .option('--small-stem', 'small-image stem (CIFAR-style ResNet stem)')
+    .option('--config <file>', 'JSON file of settings (flags override it)')
+    .option('--out <dir>', 'run folder', undefined)
+    .option('--resume', 'continue from the newest valid checkpoint in the run folder')
+    .option('--quiet', 'no progress bars');
+  for (const [flag, , help] of NUMERIC_FLAGS)
+    cmd.option(flag, help, parseNumber(flag.split(' ')[0]!));
+  return cmd;
+}
+
+function backendOption(): Option {
+  return new Option('--backend <name>', 'force a backend (also DISCO_BACKEND)').choices([
+    'tensorflow-gpu',
+    'tensorflow',
+    'wasm',
+    'cpu',
+  ]);
+}
+
+function readConfigFile(path: string): Partial<TrainConfig> {
+  if (!existsSync(path)) throw new Error(`--config ${path}: file not found`);
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Partial<TrainConfig>;
+  } catch (err) {
+    throw new Error(`--config ${path}: not valid JSON (${(err as Error).message})`);
+  }
+}
+
+function resolveConfig(
+  method: TrainConfig['method'],
+  flags: Record<string, unknown>,
+  base: Partial<TrainConfig>,
+): TrainConfig {
+  const fromFile = typeof flags.config === 'string' ? readConfigFile(flags.config) : {};
+  const fromFlags: Partial<TrainConfig> = {};
+  for (const [, key] of NUMERIC_FLAGS)
+    if (flags[key] !== undefined) (fromFlags as Record<string, unknown>)[key] = flags[key];
+  if (flags.arch !== undefined) fromFlags.arch = flags.arch as string;
+  if (flags.data !== undefined) fromFlags.data = flags.data as string;
+  if (flags.smallStem) fromFlags.smallStem = true;
+  if (flags.teacher !== undefined) fromFlags.teacher = flags.teacher as string;
+  if (flags.teacherBn !== undefined) fromFlags.teacherBn = flags.teacherBn as 'train' | 'eval';
+  return { ...TRAIN_DEFAULTS, ...base, ...fromFile, ...fromFlags, method } as TrainConfig;
+}
+
+async function startBackend(flags: Record<string, unknown>): Promise<void> {
+  const name = await initBackend({ backend: flags.backend as BackendName | undefined });
+  process.stderr.write(`backend: ${name}\n`);
+}
+
+/** Builds the `disco` program. */
+export function buildProgram(): Command {
+  const program = new Command('disco')
+    .description(
+      'Self-supervised distillation of small image models (MoCo v2 + DisCo) on TensorFlow.js',
+    )
+    .showHelpAfterError();
+
+  addTrainFlags(
+    program
+      .command('pretrain')
+      .description('train an encoder with MoCo v2 alone (a teacher or a baseline student)'),
+  )
+    .addOption(backendOption())
+    .action(async (flags) => {
+      await startBackend(flags);
+      const cfg = resolveConfig('moco', flags, PIPELINE_TEACHER);
+      await train(cfg, {
+        runDir: flags.out ?? join('runs', `pretrain-${cfg.arch}`),
+        resume: flags.resume,
+        quiet: flags.quiet,
+      });
+    });
+
+  addTrainFlags(
+    program
+      .command('distill')
+      .description('train a student with DisCo: MoCo v2 plus consistency to a frozen teacher'),
+  )
+    .requiredOption('--teacher <file>', 'teacher encoder file (written by disco pretrain)')
+    .addOption(
+      new Option('--teacher-bn <mode>', 'teacher BatchNorm mode').choices(['train', 'eval']),
+    )
+    .addOption(backendOption())
+    .action(async (flags) => {
+      await startBackend(flags);
+      const cfg = resolveConfig('disco', flags, PIPELINE_STUDENT);
+      await train(cfg, {
+        runDir: flags.out ?? join('runs', `distill-${cfg.arch}`),
+        resume: flags.resume,
+        quiet: flags.quiet,
+      });
+    });
+
+  program
+    .command('eval')
+    .description('kNN and linear-probe top-1 of an encoder file on Fashion-MNIST')
+    .argument('<model>', 'encoder file (encoder.safetensors of a run)')
+    .option('--data <dir>', 'Fashion-MNIST IDX folder (default: the shipped subset)')
+    .option('--seed <n>', 'seed of the linear probe', parseNumber('--seed'), 0)
+    .addOption(backendOption())
+    .action(async (model: string, flags) => {
+      await startBackend(flags);
+      const m = loadModelFile(model);
+      const { train: tr, test } = loadData({ data: flags.data });
+      const r = await evaluateBackbone(m.backbone, tr, test, {
+        imageSize: m.info.imageSize,
+        mean: FASHION_MNIST_MEAN,
+        std: FASHION_MNIST_STD,
+        seed: flags.seed,
+      });
+      process.stdout.write(
+        `${model}: ${m.info.spec.arch}, kNN top-1 ${(100 * r.knnTop1).toFixed(2)}%, ` +
+          `linear top-1 ${(100 * r.linearTop1).toFixed(2)}% (${tr.count} train / ${test.count} test)\n`,
+      );
+    });
+
+  program
+    .command('pipeline')
+    .description(
+      'train the student with MoCo v2 alone and with DisCo from the teacher, then print one table',
+    )
+    .option('--data <dir>', 'Fashion-MNIST IDX folder (default: the shipped subset)')
+    .option('--teacher <file>', 'teacher encoder file (default: the shipped MoCo v2 ResNet-50)')
+    .option('--pretrain-teacher', 'train the teacher with MoCo v2 first instead')
+    .option('--arch <name>', 'student backbone', PIPELINE_STUDENT.arch)
+    .option('--epochs <n>', 'student epochs', parseNumber('--epochs'))
+    .option(
+      '--teacher-epochs <n>',
+      'teacher epochs with --pretrain-teacher',
+      parseNumber('--teacher-epochs'),
+    )
+    .option('--seed <n>', 'random seed', parseNumber('--seed'), 0)
+    .option('--out <dir>', 'run folder', join('runs', 'pipeline'))
+    .option('--quiet', 'no progress bars')
+    .addOption(backendOption())
+    .action(async (flags) => {
+      await startBackend(flags);
+      await runPipeline({
+        data: flags.data,
+        teacher: flags.teacher,
+        pretrainTeacher: flags.pretrainTeacher,
+        student: {
+          arch: flags.arch,
+          ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
+        },
+        teacherConfig: flags.teacherEpochs !== undefined ? { epochs: flags.teacherEpochs } : {},
+        seed: flags.seed,
+        out: flags.out,
+        quiet: flags.quiet,
+      });
+    });
+  return program;
+}

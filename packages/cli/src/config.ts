@@ -1,0 +1,121 @@
+/**
+ * The resolved configuration of a training run, its defaults, and its validation. A wrong
+ * setting fails here, naming the field and the value, before any work starts.
+ */
+import { listBackbones } from '@disco/backbones';
+
+/** Everything a `pretrain` (MoCo v2) or `distill` (DisCo) run needs. */
+export interface TrainConfig {
+  /** 'moco': MoCo v2 alone; 'disco': MoCo v2 plus the consistency loss to `teacher`. */
+  method: 'moco' | 'disco';
+  /** Folder of Fashion-MNIST IDX files; unset: the subset shipped in @disco/data. */
+  data?: string;
+  /** Use only the first N training images. */
+  limit?: number;
+  arch: string;
+  widthMultiplier: number;
+  smallStem: boolean;
+  /** Projection head hidden width (DisCo's student: 2048; MoCo v2 ResNet-50: 2048). */
+  hiddenDim: number;
+  /** Embedding width. */
+  dim: number;
+  /** Side of the square training crops and evaluation inputs. */
+  imageSize: number;
+  epochs: number;
+  batchSize: number;
+  /** Base learning rate (cosine schedule per epoch, no warm-up). */
+  lr: number;
+  weightDecay: number;
+  sgdMomentum: number;
+  /** Queue length K (a multiple of batchSize). */
+  queueSize: number;
+  temperature: number;
+  /** Key encoder EMA momentum m. */
+  mocoMomentum: number;
+  /** Ghost-BN group size (per-"device" batch). */
+  bnGroupSize: number;
+  seed: number;
+  /** Teacher encoder file (method 'disco'). */
+  teacher?: string;
+  /** Weight of each view's consistency term on the per-sample mean. */
+  distillWeight: number;
+  teacherBn: 'train' | 'eval';
+  /** Evaluate with kNN every this many epochs (0: only at the end). */
+  knnEvery: number;
+  /** Checkpoints kept. */
+  keepCheckpoints: number;
+}
+
+export const TRAIN_DEFAULTS: Omit<TrainConfig, 'method' | 'arch'> = {
+  widthMultiplier: 1,
+  smallStem: false,
+  hiddenDim: 2048,
+  dim: 128,
+  imageSize: 32,
+  epochs: 10,
+  batchSize: 64,
+  lr: 0.06,
+  weightDecay: 1e-4,
+  sgdMomentum: 0.9,
+  queueSize: 4096,
+  temperature: 0.2,
+  mocoMomentum: 0.99,
+  bnGroupSize: 32,
+  seed: 0,
+  distillWeight: 32,
+  teacherBn: 'train',
+  knnEvery: 0,
+  keepCheckpoints: 2,
+};
+
+function fail(where: string, field: string, value: unknown, rule: string): never {
+  throw new Error(`${where}: field '${field}' is ${JSON.stringify(value)}: ${rule}`);
+}
+
+/** Checks a config; `where` names its source (a file or 'command line') in errors. */
+export function validateTrainConfig(cfg: TrainConfig, where = 'config'): TrainConfig {
+  const posInt = ['epochs', 'batchSize', 'dim', 'imageSize', 'queueSize', 'bnGroupSize'] as const;
+  for (const f of posInt) {
+    if (!Number.isInteger(cfg[f]) || cfg[f] <= 0)
+      fail(where, f, cfg[f], 'must be a positive integer');
+  }
+  for (const f of ['keepCheckpoints', 'knnEvery', 'hiddenDim', 'seed'] as const) {
+    if (!Number.isInteger(cfg[f]) || cfg[f] < 0) fail(where, f, cfg[f], 'must be an integer >= 0');
+  }
+  for (const f of ['lr', 'temperature', 'widthMultiplier'] as const) {
+    if (!(cfg[f] > 0) || !Number.isFinite(cfg[f])) fail(where, f, cfg[f], 'must be a number > 0');
+  }
+  for (const f of ['weightDecay', 'distillWeight'] as const) {
+    if (!(cfg[f] >= 0) || !Number.isFinite(cfg[f])) fail(where, f, cfg[f], 'must be a number >= 0');
+  }
+  for (const f of ['sgdMomentum', 'mocoMomentum'] as const) {
+    if (!(cfg[f] >= 0 && cfg[f] < 1)) fail(where, f, cfg[f], 'must be in [0, 1)');
+  }
+  if (!listBackbones().includes(cfg.arch)) {
+    fail(where, 'arch', cfg.arch, `unknown backbone; known: ${listBackbones().join(', ')}`);
+  }
+  if (cfg.method !== 'moco' && cfg.method !== 'disco') {
+    fail(where, 'method', cfg.method, "must be 'moco' or 'disco'");
+  }
+  if (cfg.queueSize % cfg.batchSize !== 0) {
+    fail(
+      where,
+      'queueSize',
+      cfg.queueSize,
+      `must be a multiple of batchSize ${cfg.batchSize} (MoCo enqueues whole batches)`,
+    );
+  }
+  if (cfg.batchSize % cfg.bnGroupSize !== 0 && cfg.batchSize > cfg.bnGroupSize) {
+    fail(where, 'bnGroupSize', cfg.bnGroupSize, `must divide batchSize ${cfg.batchSize}`);
+  }
+  if (cfg.method === 'disco' && !cfg.teacher) {
+    fail(where, 'teacher', cfg.teacher, 'a teacher encoder file is required for DisCo');
+  }
+  if (cfg.teacherBn !== 'train' && cfg.teacherBn !== 'eval') {
+    fail(where, 'teacherBn', cfg.teacherBn, "must be 'train' or 'eval'");
+  }
+  if (cfg.limit !== undefined && (!Number.isInteger(cfg.limit) || cfg.limit < cfg.batchSize)) {
+    fail(where, 'limit', cfg.limit, `must be an integer >= batchSize ${cfg.batchSize}`);
+  }
+  return cfg;
+}

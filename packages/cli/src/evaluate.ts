@@ -1,0 +1,93 @@
+/**
+ * Frozen-feature evaluation of a backbone on an image set: weighted kNN (k 200, t 0.1) and
+ * a linear probe, both top-1 on the test split, features from eval-mode BatchNorm.
+ */
+import { type Encoder, tf } from '@disco/core';
+import type { ImageSet } from '@disco/data';
+import { extractFeatures, knnClassify, linearProbe } from '@disco/eval';
+import { Rng } from '@disco/core';
+
+export interface EvalOptions {
+  imageSize: number;
+  mean: readonly number[];
+  std: readonly number[];
+  k?: number;
+  t?: number;
+  linearEpochs?: number;
+  seed?: number;
+}
+
+export interface EvalResult {
+  knnTop1: number;
+  linearTop1: number;
+  featureDim: number;
+}
+
+/** Resizes `[N, H, W, C]` images in [0, 1] to `size` and normalises them. */
+export function preprocessFor(opts: {
+  imageSize: number;
+  mean: readonly number[];
+  std: readonly number[];
+}): (x: tf.Tensor4D) => tf.Tensor4D {
+  return (x) =>
+    tf.tidy(() => {
+      const c = x.shape[3];
+      const resized =
+        x.shape[1] === opts.imageSize && x.shape[2] === opts.imageSize
+          ? x
+          : tf.image.resizeBilinear(x, [opts.imageSize, opts.imageSize], false, true);
+      const mean = tf.tensor1d(
+        opts.mean.length === c ? [...opts.mean] : Array(c).fill(opts.mean[0]),
+      );
+      const std = tf.tensor1d(opts.std.length === c ? [...opts.std] : Array(c).fill(opts.std[0]));
+      return tf.div(tf.sub(resized, mean), std) as tf.Tensor4D;
+    });
+}
+
+async function features(
+  backbone: Encoder,
+  set: ImageSet,
+  opts: EvalOptions,
+): Promise<Float32Array> {
+  return extractFeatures(backbone, set.images, {
+    count: set.count,
+    height: set.height,
+    width: set.width,
+    channels: set.channels,
+    batchSize: 250,
+    preprocess: preprocessFor(opts),
+  });
+}
+
+/** kNN and linear-probe top-1 (fractions in [0, 1]) of `backbone` on `test`, fit on `train`. */
+export async function evaluateBackbone(
+  backbone: Encoder,
+  train: ImageSet,
+  test: ImageSet,
+  opts: EvalOptions,
+): Promise<EvalResult> {
+  const trainFeatures = await features(backbone, train, opts);
+  const testFeatures = await features(backbone, test, opts);
+  const numClasses = Math.max(train.classNames.length, 2);
+  const knn = await knnClassify({
+    trainFeatures,
+    trainLabels: train.labels,
+    testFeatures,
+    testLabels: test.labels,
+    numClasses,
+    k: opts.k ?? 200,
+    t: opts.t ?? 0.1,
+    dim: backbone.outDim,
+  });
+  const linear = await linearProbe({
+    trainFeatures,
+    trainLabels: train.labels,
+    testFeatures,
+    testLabels: test.labels,
+    numClasses,
+    epochs: opts.linearEpochs ?? 100,
+    rng: new Rng(opts.seed ?? 0),
+    dim: backbone.outDim,
+  });
+  return { knnTop1: knn.top1!, linearTop1: linear.top1, featureDim: backbone.outDim };
+}
