@@ -7,7 +7,8 @@
  * Batched: the L2-normalised train features are stored once as a bank `[dim, nTrain]`, so
  * each chunk of test queries is one plain matMul `[chunk, dim] x [dim, nTrain]` (no
  * transpose at run time; a transposed matMul is about 10x slower on the wasm backend),
- * then one `tf.topk`; the vote over the small `[chunk, k]` arrays runs in JavaScript.
+ * then one `tf.topk`; the vote over the small `[chunk, k]` arrays runs in JavaScript. Each
+ * chunk is uploaded from a JavaScript array (slicing a big tensor copies all of it on wasm).
  */
 import { l2Normalize, tf } from '@disco/core';
 import { top1Accuracy } from './metrics.js';
@@ -18,6 +19,7 @@ import {
   checkPositive,
   featureShape,
   inferDim,
+  readRows,
   type FeatureMatrix,
   type Labels,
 } from './validate.js';
@@ -49,14 +51,6 @@ export interface KnnResult {
   top1?: number;
   /** The number of neighbours that voted: `min(k, nTrain)`. */
   k: number;
-}
-
-/** A new tensor holding rows `[start, start + size)` of a feature matrix `[n, dim]`. */
-function sliceRows(features: FeatureMatrix, start: number, size: number, dim: number): tf.Tensor2D {
-  if (features instanceof Float32Array) {
-    return tf.tensor2d(features.subarray(start * dim, (start + size) * dim), [size, dim]);
-  }
-  return tf.slice(features, [start, 0], [size, dim]);
 }
 
 /**
@@ -92,6 +86,8 @@ export async function knnClassify(opts: KnnOptions): Promise<KnnResult> {
       : checkLabels(fn, 'testLabels', opts.testLabels, nTest, numClasses);
   const kUsed = Math.min(k, nTrain);
 
+  const queries = await readRows(testFeatures);
+
   // The bank: unit-length train features, one column each, [dim, nTrain].
   const bank = tf.tidy(() =>
     tf.transpose(l2Normalize(asTensor(trainFeatures, nTrain, dim))),
@@ -104,7 +100,8 @@ export async function knnClassify(opts: KnnOptions): Promise<KnnResult> {
 
       // Cosine similarities [size, nTrain], then the kUsed largest per query [size, kUsed].
       const [values, indices] = tf.tidy(() => {
-        const q = l2Normalize(sliceRows(testFeatures, start, size, dim));
+        const rows = queries.subarray(start * dim, (start + size) * dim);
+        const q = l2Normalize(tf.tensor2d(rows, [size, dim]));
         const top = tf.topk(tf.matMul(q, bank), kUsed, true);
         return [top.values, top.indices];
       });

@@ -1,11 +1,11 @@
 /**
- * Argument checks shared by the evaluators: feature matrices given as row-major floats or
- * tensors, integer class labels, positive sizes. Each check throws an Error that names the
- * calling function, the rule and the value received.
+ * Inputs shared by the evaluators: feature matrices given as row-major floats or tensors,
+ * integer class labels, positive sizes. Each check throws an Error that names the calling
+ * function, the rule and the value received.
  */
 import { tf } from '@disco/core';
 
-/** A feature matrix `[n, dim]`: row-major floats (such as `extractFeatures` returns) or a tensor. */
+/** A feature matrix `[n, dim]`: row-major floats (as `extractFeatures` returns) or a tensor. */
 export type FeatureMatrix = Float32Array | tf.Tensor2D;
 
 /** Class labels, one integer in `[0, numClasses)` per row. */
@@ -86,7 +86,8 @@ export function inferDim(
   if (features instanceof Float32Array) {
     if (rows === 0 || features.length % rows !== 0) {
       throw new Error(
-        `${fn}: ${name} has ${features.length} values, not a whole number per label (${rows} labels)`,
+        `${fn}: ${name} has ${features.length} values, ` +
+          `not a whole number per label (${rows} labels)`,
       );
     }
     found = features.length / rows;
@@ -95,9 +96,7 @@ export function inferDim(
       throw new Error(`${fn}: ${name} must be a tensor [n, dim], got [${features.shape}]`);
     }
     if (features.shape[0] !== rows) {
-      throw new Error(
-        `${fn}: ${name} has ${features.shape[0]} rows but there are ${rows} labels`,
-      );
+      throw new Error(`${fn}: ${name} has ${features.shape[0]} rows but there are ${rows} labels`);
     }
     found = features.shape[1];
   }
@@ -111,4 +110,9 @@ export function inferDim(
 /** The matrix as a tensor `[rows, dim]`: a new one for a flat array, else the caller's own. */
 export function asTensor(features: FeatureMatrix, rows: number, dim: number): tf.Tensor2D {
   return features instanceof Float32Array ? tf.tensor2d(features, [rows, dim]) : features;
+}
+
+/** The rows of a feature matrix as a Float32Array (the caller's own array, or a download). */
+export async function readRows(features: FeatureMatrix): Promise<Float32Array> {
+  return features instanceof Float32Array ? features : ((await features.data()) as Float32Array);
 }
