@@ -4,12 +4,11 @@
  * wasm backend's native Conv2DBackpropInput, and the cpu backend on a batch slice (scaled
  * linearly to the full batch).
  *
- * Run: node bench/run.mjs kernels [--batch 32] [--no-cpu] [--only substring]
+ * Run: npx tsx bench/kernels.ts [--batch 32] [--no-cpu] [--only substring]
+ * (or, without tsx: node bench/run.mjs kernels [same flags]).
  */
 import { registerWasmTrainingKernels, tf } from '../packages/core/src/index.js';
 import { nativeWasmConv2DBackpropInput } from '../packages/core/src/kernels/index.js';
-
-type Shape4 = [number, number, number, number];
 
 interface Layer {
   name: string;

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng, registerWasmTrainingKernels, tf } from '@disco/core';
+import { nativeWasmConv2DBackpropInput } from '../src/kernels/index.js';
 
 type Shape4 = [number, number, number, number];
 type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
@@ -103,6 +104,38 @@ const convCases: ConvCase[] = [
   },
   { name: '3x3 s3 same', x: [1, 10, 8, 2], f: [3, 3, 2, 3], strides: 3, pad: 'same' },
   { name: '1x1 s2 same', x: [2, 8, 7, 4], f: [1, 1, 4, 6], strides: 2, pad: 'same' },
+  {
+    name: '2x2 s3 valid (phases without taps)',
+    x: [1, 9, 8, 2],
+    f: [2, 2, 2, 3],
+    strides: 3,
+    pad: 'valid',
+  },
+  {
+    name: '1x1 s2 explicit pad 1',
+    x: [2, 7, 8, 3],
+    f: [1, 1, 3, 2],
+    strides: 2,
+    pad: [
+      [0, 0],
+      [1, 1],
+      [1, 0],
+      [0, 0],
+    ],
+  },
+  { name: '1x1 s2 valid odd, Ci > Co', x: [2, 7, 9, 6], f: [1, 1, 6, 4], strides: 2, pad: 'valid' },
+  {
+    name: '1x1 s2 pad only after',
+    x: [1, 8, 7, 3],
+    f: [1, 1, 3, 2],
+    strides: 2,
+    pad: [
+      [0, 0],
+      [0, 1],
+      [0, 2],
+      [0, 0],
+    ],
+  },
   { name: '1x1 s1 valid', x: [1, 5, 6, 3], f: [1, 1, 3, 4], strides: 1, pad: 'valid' },
   { name: '3x3 s2 pad 1', x: [1, 9, 9, 2], f: [3, 3, 2, 2], strides: 2, pad: 1 },
   {
@@ -228,6 +261,9 @@ describe('wasm training kernels', () => {
       expect(tf.getKernel(name, 'wasm'), name).toBeDefined();
     }
     registerWasmTrainingKernels(); // idempotent
+    const native = nativeWasmConv2DBackpropInput();
+    expect(native?.backendName).toBe('wasm');
+    expect(tf.getKernel('Conv2DBackpropInput', 'wasm')?.kernelFunc).not.toBe(native?.kernelFunc);
   });
 
   describe.each(convCases)('conv2d $name', (c) => {
@@ -315,7 +351,13 @@ describe('wasm training kernels', () => {
           { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 3, 2] },
         ),
     ).toThrow(/Conv2DBackpropFilter \(wasm\): dy must have shape \[1,9,9,2\].*got \[1,4,4,2\]/);
-    tf.dispose([dy, x]);
+    const filter = tf.zeros([3, 3, 3, 2]);
+    const dySame = tf.zeros([1, 9, 9, 2]);
+    const nchw = { strides: 1, pad: 'same', dataFormat: 'NCHW', inputShape: [1, 9, 9, 3] };
+    expect(() =>
+      tf.engine().runKernel('Conv2DBackpropInput', { dy: dySame, filter }, nchw),
+    ).toThrow(/Conv2DBackpropInput \(wasm\): only dataFormat 'NHWC' runs on wasm, got 'NCHW'/);
+    tf.dispose([dy, x, filter, dySame]);
   });
 
   /** Weights and input of a small conv(s2) -> relu -> depthwise(s1) -> conv(1x1) net. */
@@ -331,7 +373,14 @@ describe('wasm training kernels', () => {
       Object.entries(net).map(([k, v]) => [k, tf.tensor4d(v.data, v.shape as Shape4)]),
     );
     const loss = (x: tf.Tensor, w1: tf.Tensor, w2: tf.Tensor, w3: tf.Tensor) => {
-      const h1 = tf.relu(tf.conv2d(x as tf.Tensor4D, w1 as tf.Tensor4D, 2, 'same'));
+      // The fused op's gradient reaches the same backprop kernels by another path.
+      const h1 = tf.fused.conv2d({
+        x: x as tf.Tensor4D,
+        filter: w1 as tf.Tensor4D,
+        strides: 2,
+        pad: 'same',
+        activation: 'relu',
+      });
       const h2 = tf.depthwiseConv2d(h1, w2 as tf.Tensor4D, 1, 'same');
       const h3 = tf.conv2d(h2, w3 as tf.Tensor4D, 1, 'valid');
       return tf.sum(tf.square(h3));

@@ -165,7 +165,12 @@ export function toFloatTensor(
   w: number,
   c: number,
 ): tf.Tensor4D {
-  for (const [name, v] of [['n', n], ['h', h], ['w', w], ['c', c]] as const) {
+  for (const [name, v] of [
+    ['n', n],
+    ['h', h],
+    ['w', w],
+    ['c', c],
+  ] as const) {
     if (!(Number.isInteger(v) && v > 0)) {
       throw new Error(`toFloatTensor: ${name} must be a positive integer, got ${v}`);
     }

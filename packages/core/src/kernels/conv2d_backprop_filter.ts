@@ -45,13 +45,22 @@ export function conv2dFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, attrs: Attrs):
     false,
     attrs.dataFormat,
   );
+  const [, h, w] = x.shape;
+  const unpadded =
+    g.top === 0 &&
+    g.left === 0 &&
+    Math.ceil(h / strides[0]) === g.outHeight &&
+    Math.ceil(w / strides[1]) === g.outWidth;
+  if (kh === 1 && kw === 1 && unpadded) {
+    return pointwiseFilterGrad(x, dy, strides, g.outHeight, g.outWidth);
+  }
   // Rows of xpad the forward conv read: (Ho - 1) * sh + kh, starting at -top.
   const needH = (g.outHeight - 1) * strides[0] + kh;
   const needW = (g.outWidth - 1) * strides[1] + kw;
   const pads: tf.backend_util.ExplicitPadding = [
     [0, 0],
-    [g.top, Math.max(needH - x.shape[1] - g.top, 0)],
-    [g.left, Math.max(needW - x.shape[2] - g.left, 0)],
+    [g.top, Math.max(needH - h - g.top, 0)],
+    [g.left, Math.max(needW - w - g.left, 0)],
     [0, 0],
   ];
   const xT = tf.transpose(x, [3, 1, 2, 0]); // [Ci, H, W, N]
@@ -62,6 +71,34 @@ export function conv2dFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, attrs: Attrs):
       ? full
       : tf.slice(full, [0, 0, 0, 0], [ci, kh, kw, co]);
   return tf.transpose(taps, [1, 2, 0, 3]);
+}
+
+/**
+ * A 1x1 conv without padding: dW = x_s^T dy over the N*Ho*Wo pixels, where x_s is x at the
+ * strided positions; one plain matmul (wasm's transposed matmuls are 10-30x slower, so the
+ * smaller operand is transposed explicitly).
+ */
+function pointwiseFilterGrad(
+  x: tf.Tensor4D,
+  dy: tf.Tensor4D,
+  [sh, sw]: [number, number],
+  ho: number,
+  wo: number,
+): tf.Tensor4D {
+  const [n, , , ci] = x.shape;
+  const co = dy.shape[3];
+  // The strided pixels of x, picked by a strided 1x1 depthwise conv with a filter of ones
+  // (exact, and far faster on wasm than its StridedSlice or a 6-D Slice).
+  const xs: tf.Tensor4D =
+    sh > 1 || sw > 1
+      ? tf.depthwiseConv2d(x, tf.ones<tf.Rank.R4>([1, 1, ci, 1]), [sh, sw], 'valid')
+      : x;
+  const k = n * ho * wo;
+  const x2 = tf.reshape(xs, [k, ci]);
+  const dy2 = tf.reshape(dy, [k, co]);
+  const dw =
+    ci <= co ? tf.matMul(tf.transpose(x2), dy2) : tf.transpose(tf.matMul(tf.transpose(dy2), x2));
+  return tf.reshape(dw, [1, 1, ci, co]);
 }
 
 export const conv2dBackpropFilterConfig: tf.KernelConfig = {

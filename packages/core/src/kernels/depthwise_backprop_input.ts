@@ -10,6 +10,7 @@
  * dominates; see PERF.md.)
  */
 import { tf } from '../tf.js';
+import { fillFrom } from './heap.js';
 import { type ConvPad, forwardGeometry, kernelFromOps, pair, stride1Conv } from './geometry.js';
 
 const NAME = 'DepthwiseConv2dNativeBackpropInput (wasm)';
@@ -46,16 +47,15 @@ export function zeroDilate(dy: tf.Tensor4D, sh: number, sw: number): tf.Tensor4D
  */
 export function flippedDepthwiseFilter(filter: tf.Tensor4D): tf.Tensor4D {
   const [kh, kw, c, m] = filter.shape;
-  const w = filter.dataSync() as Float32Array;
-  const out = new Float32Array(w.length);
   const plane = c * m;
-  for (let a = 0; a < kh; a++) {
-    for (let b = 0; b < kw; b++) {
-      const src = (a * kw + b) * plane;
-      out.set(w.subarray(src, src + plane), ((kh - 1 - a) * kw + (kw - 1 - b)) * plane);
+  return fillFrom(filter, [kh, kw, plane, 1], (out, w) => {
+    for (let a = 0; a < kh; a++) {
+      for (let b = 0; b < kw; b++) {
+        const src = (a * kw + b) * plane;
+        out.set(w.subarray(src, src + plane), ((kh - 1 - a) * kw + (kw - 1 - b)) * plane);
+      }
     }
-  }
-  return tf.tensor4d(out, [kh, kw, plane, 1], 'float32');
+  }) as tf.Tensor4D;
 }
 
 /**

@@ -48,7 +48,8 @@ export function registerWasmTrainingKernels(): void {
 
 /**
  * The wasm backend's own `Conv2DBackpropInput` kernel as shipped (a plain loop), kept for
- * benchmarks; `undefined` before `registerWasmTrainingKernels` ran.
+ * benchmarks; `undefined` before `registerWasmTrainingKernels` ran. Its `kernelFunc` works
+ * only if the wasm backend was initialised before that call (which runs its setup).
  */
 export function nativeWasmConv2DBackpropInput(): tf.KernelConfig | undefined {
   return native;
