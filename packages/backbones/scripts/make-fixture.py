@@ -10,6 +10,7 @@ Outputs, under packages/backbones/test/fixtures/:
 
 Usage (Debian's torch 1.13 / torchvision 0.14): /usr/bin/python3 scripts/make-fixture.py
 """
+import copy
 import json
 import math
 import os
@@ -38,11 +39,16 @@ ARCHS = [
 
 def write_safetensors(path, entries):
     """entries: list of (name, tensor, dtype) with dtype in F32 / F16 / I64, written in order."""
-    kinds = {'F32': ('<f4', torch.float32), 'F16': ('<f2', torch.float16), 'I64': ('<i8', torch.int64)}
+    kinds = {
+        'F32': ('<f4', torch.float32),
+        'F16': ('<f2', torch.float16),
+        'I64': ('<i8', torch.int64),
+    }
     header, blobs, offset = {}, [], 0
     for name, t, dtype in entries:
         data = t.detach().to(kinds[dtype][1]).contiguous().numpy().astype(kinds[dtype][0]).tobytes()
-        header[name] = {'dtype': dtype, 'shape': list(t.shape), 'data_offsets': [offset, offset + len(data)]}
+        span = [offset, offset + len(data)]
+        header[name] = {'dtype': dtype, 'shape': list(t.shape), 'data_offsets': span}
         blobs.append(data)
         offset += len(data)
     text = json.dumps(header, separators=(',', ':')).encode()
@@ -54,8 +60,8 @@ def write_safetensors(path, entries):
 
 
 def state_dict_entries(model):
-    """The state dict as safetensors entries: I64 counters first, then floats as F16, each in order."""
-    sd = model.state_dict()
+    """The state dict as safetensors entries: I64 counters, then floats as F16, each in order."""
+    sd = {k: v.clone() for k, v in model.state_dict().items()}  # copies: the model trains later
     ints = [(k, v, 'I64') for k, v in sd.items() if not v.is_floating_point()]
     floats = [(k, v, 'F16') for k, v in sd.items() if v.is_floating_point()]
     return ints + floats
@@ -65,16 +71,14 @@ class ScaledResNet(nn.Module):
     """torchvision's ResNet layout (same attribute names, torchvision's own blocks) with free stage
     widths, input channels and a CIFAR stem: the reference for our widthMultiplier / smallStem."""
 
-    def __init__(self, block, depths, widths, width_per_group, in_channels, small_stem, num_classes):
+    def __init__(self, block, depths, widths, width_per_group, in_channels, small_stem, classes):
         super().__init__()
         stem = widths[0]
-        if small_stem:
-            self.conv1 = nn.Conv2d(in_channels, stem, kernel_size=3, stride=1, padding=1, bias=False)
-        else:
-            self.conv1 = nn.Conv2d(in_channels, stem, kernel_size=7, stride=2, padding=3, bias=False)
+        k, s = (3, 1) if small_stem else (7, 2)
+        self.conv1 = nn.Conv2d(in_channels, stem, k, stride=s, padding=k // 2, bias=False)
         self.bn1 = nn.BatchNorm2d(stem)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.Identity() if small_stem else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.maxpool = nn.Identity() if small_stem else nn.MaxPool2d(3, stride=2, padding=1)
         inplanes = stem
         for i, (depth, planes) in enumerate(zip(depths, widths)):
             blocks = []
@@ -89,7 +93,7 @@ class ScaledResNet(nn.Module):
                 inplanes = out
             setattr(self, f'layer{i + 1}', nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(inplanes, num_classes)
+        self.fc = nn.Linear(inplanes, classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
@@ -145,7 +149,8 @@ def calibrate_and_round(model, x, gen):
         m.bias.copy_(0.1 * torch.randn(c, generator=gen))
 
     model.eval()
-    hooks = [m.register_forward_pre_hook(set_statistics) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    hooks = [m.register_forward_pre_hook(set_statistics) for m in bns]
     with torch.no_grad():
         model.features(x) if hasattr(model, 'features') else model.pooled(x)
         for t in model.state_dict().values():
@@ -159,20 +164,30 @@ def generated_case(name, model, outputs, x, options, notes):
     seed = zlib.crc32(name.encode()) & 0x7FFFFFFF
     gen = torch.Generator().manual_seed(seed + 1)
     calibrate_and_round(model, x, gen)
+    # The training-mode pass runs on a batch of 4 at twice the size, so that the last stage still
+    # has 4 x 2 x 2 values per channel: with 2 x 1 x 1 values, batch statistics are ill-posed
+    # (every output near +-1, flipping with rounding noise) and no float32 reference is stable.
+    n, c, h, w = x.shape
+    xt = fixture_input(2 * n, 2 * h, 2 * w, c)
     with torch.no_grad():
         expected = outputs(model, x)
-        bn_before = {k: v.clone() for k, v in model.state_dict().items() if 'running' in k}
         weights = state_dict_entries(model)
+        reference = copy.deepcopy(model).double().train()
         model.train()
-        trained = outputs(model, x, with_logits=False)
+        trained = outputs(model, xt, with_logits=False)
         bn_after = {k: v.clone() for k, v in model.state_dict().items() if 'running' in k}
-    assert set(bn_before) == set(bn_after)
+        trained64 = outputs(reference, xt.double(), with_logits=False)
+    float64_gap = {
+        k: ((v.double() - trained64[k]).abs().max() / trained64[k].abs().max()).item()
+        for k, v in trained.items()
+    }
 
     folder = os.path.join(OUT, 'generated', name)
     os.makedirs(folder, exist_ok=True)
     write_safetensors(os.path.join(folder, 'weights.safetensors'), weights)
     entries = [('input_nhwc', x.permute(0, 2, 3, 1), 'F32')]
     entries += [(k, v, 'F32') for k, v in expected.items()]
+    entries += [('train.input_nhwc', xt.permute(0, 2, 3, 1), 'F32')]
     entries += [(f'train.{k}', v, 'F32') for k, v in trained.items()]
     entries += [(f'train.{k}', v, 'F32') for k, v in bn_after.items()]
     write_safetensors(os.path.join(folder, 'expected.safetensors'), entries)
@@ -184,34 +199,47 @@ def generated_case(name, model, outputs, x, options, notes):
         'notes': notes,
         'input_shape_nhwc': list(x.permute(0, 2, 3, 1).shape),
         'params_total': sum(p.numel() for p in model.parameters()),
-        'outputs': {k: {'shape': list(v.shape), 'max_abs': v.abs().max().item()} for k, v in expected.items()},
-        'train_outputs': {k: {'shape': list(v.shape), 'max_abs': v.abs().max().item()} for k, v in trained.items()},
+        'outputs': {
+            k: {'shape': list(v.shape), 'max_abs': v.abs().max().item()}
+            for k, v in expected.items()
+        },
+        'train_input_shape_nhwc': list(xt.permute(0, 2, 3, 1).shape),
+        'train_outputs': {
+            k: {
+                'shape': list(v.shape),
+                'max_abs': v.abs().max().item(),
+                'float32_vs_float64': float64_gap[k],
+            }
+            for k, v in trained.items()
+        },
     }
     with open(os.path.join(folder, 'meta.json'), 'w') as f:
         json.dump(meta, f, indent=2)
         f.write('\n')
-    print(f'{name}: {meta["params_total"]} params, outputs {meta["outputs"]}')
+    print(f'{name}: {meta["params_total"]} params')
+    print(f'  eval {meta["outputs"]}\n  train {meta["train_outputs"]}')
+
+
+def structure(model):
+    entries = [[k, list(v.shape)] for k, v in model.state_dict().items()]
+    return {
+        'params_total': sum(p.numel() for p in model.parameters()),
+        'state_dict': [e for e in entries if 'num_batches_tracked' not in e[0]],
+    }
 
 
 def write_keys():
-    out = {}
-    for arch in ARCHS:
-        model = getattr(torchvision.models, arch)(weights=None)
-        entries = [[k, list(v.shape)] for k, v in model.state_dict().items() if 'num_batches_tracked' not in k]
-        out[arch] = {'params_total': sum(p.numel() for p in model.parameters()), 'state_dict': entries}
+    out = {arch: structure(getattr(torchvision.models, arch)(weights=None)) for arch in ARCHS}
     # The width multiplier of MobileNetV3 is torchvision's own (width_mult).
     model = torchvision.models.mobilenet_v3_small(weights=None, width_mult=0.5)
-    entries = [[k, list(v.shape)] for k, v in model.state_dict().items() if 'num_batches_tracked' not in k]
-    out['mobilenet_v3_small@width_mult=0.5'] = {
-        'params_total': sum(p.numel() for p in model.parameters()),
-        'state_dict': entries,
-    }
+    out['mobilenet_v3_small@width_mult=0.5'] = structure(model)
     with open(os.path.join(OUT, 'keys.json'), 'w') as f:
         json.dump(out, f, separators=(',', ':'))
         f.write('\n')
 
     # ScaledResNet at full width is torchvision's ResNet-50, name for name and shape for shape.
-    ours = ScaledResNet(Bottleneck, [3, 4, 6, 3], [64, 128, 256, 512], 64, 3, False, 1000).state_dict()
+    ours = ScaledResNet(Bottleneck, [3, 4, 6, 3], [64, 128, 256, 512], 64, 3, False, 1000)
+    ours = ours.state_dict()
     ref = torchvision.models.resnet50(weights=None).state_dict()
     assert [(k, v.shape) for k, v in ours.items()] == [(k, v.shape) for k, v in ref.items()]
 
@@ -235,8 +263,15 @@ def main():
         ScaledResNet(BasicBlock, [2, 2, 2, 2], [16, 32, 64, 128], 64, 1, True, 10),
         resnet_outputs,
         fixture_input(2, 28, 28, 1),
-        {'arch': 'resnet18', 'widthMultiplier': 0.25, 'smallStem': True, 'inChannels': 1, 'withClassifier': 10},
-        'torchvision BasicBlock blocks, widths x 0.25, 3x3 stride-1 stem without max-pool, 1 input channel',
+        {
+            'arch': 'resnet18',
+            'widthMultiplier': 0.25,
+            'smallStem': True,
+            'inChannels': 1,
+            'withClassifier': 10,
+        },
+        'torchvision BasicBlock blocks, widths x 0.25, 3x3 stride-1 stem without max-pool, '
+        '1 input channel',
     )
     torch.manual_seed(zlib.crc32(b'mobilenet_v3_large') & 0x7FFFFFFF)
     generated_case(
@@ -250,7 +285,7 @@ def main():
     torch.manual_seed(zlib.crc32(b'mobilenet_v3_small_w0.5_small_in1') & 0x7FFFFFFF)
     model = torchvision.models.mobilenet_v3_small(weights=None, width_mult=0.5, num_classes=10)
     stem = model.features[0][0]
-    model.features[0][0] = nn.Conv2d(1, stem.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    model.features[0][0] = nn.Conv2d(1, stem.out_channels, 3, stride=1, padding=1, bias=False)
     nn.init.kaiming_normal_(model.features[0][0].weight, mode='fan_out')
     generated_case(
         'mobilenet_v3_small_w0.5_small_in1',
@@ -264,8 +299,8 @@ def main():
             'inChannels': 1,
             'withClassifier': 10,
         },
-        'torchvision mobilenet_v3_small(width_mult=0.5, num_classes=10) with the stem conv replaced '
-        'by a 1-channel 3x3 stride-1 conv',
+        'torchvision mobilenet_v3_small(width_mult=0.5, num_classes=10) with the stem conv '
+        'replaced by a 1-channel 3x3 stride-1 conv',
     )
 
 

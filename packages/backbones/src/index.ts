@@ -1,0 +1,22 @@
+/**
+ * @disco/backbones: ResNet-18/34/50/101/152, wide ResNet-50-2 and MobileNetV3 Small/Large with
+ * torchvision's parameter names (core converts the layouts), so PyTorch checkpoints load as is.
+ * @packageDocumentation
+ */
+export {
+  BackboneBase,
+  type Backbone,
+  type BackboneOptions,
+  type BackboneOutputs,
+  type BackboneShape,
+} from './backbone.js';
+export { resolveOptions, type ResolvedOptions } from './options.js';
+export { ResNet, RESNET_VARIANTS, scaleResNetWidth, maxPool3x3s2 } from './resnet.js';
+export { MobileNetV3, MOBILENET_V3_VARIANTS, makeDivisible } from './mobilenetv3.js';
+export { initConvTorchvision } from './init.js';
+export {
+  createBackbone,
+  listBackbones,
+  buildBackboneEncoder,
+  type BackboneEncoder,
+} from './registry.js';
