@@ -9,7 +9,16 @@ import { loadData } from '../packages/cli/src/train.js';
 const [arch = 'mobilenet_v3_small', size = '32'] = process.argv.slice(2);
 await initBackend();
 const { train, test } = loadData({});
-const built = buildEncoder({ arch, backbone: { inChannels: 1 }, hiddenDim: 2048, dim: 128 }, new Rng(0).fork('init'));
+const built = buildEncoder(
+  { arch, backbone: { inChannels: 1 }, hiddenDim: 2048, dim: 128 },
+  new Rng(0).fork('init'),
+);
 const t0 = Date.now();
-const r = await evaluateBackbone(built.backbone, train, test, { imageSize: Number(size), mean: FASHION_MNIST_MEAN, std: FASHION_MNIST_STD });
-console.log(`${arch}@${size} random init: kNN ${(100 * r.knnTop1).toFixed(2)}%, linear ${(100 * r.linearTop1).toFixed(2)}%, dim ${r.featureDim}, ${(Date.now() - t0) / 1000}s`);
+const r = await evaluateBackbone(built.backbone, train, test, {
+  imageSize: Number(size),
+  mean: FASHION_MNIST_MEAN,
+  std: FASHION_MNIST_STD,
+});
+console.log(
+  `${arch}@${size} random init: kNN ${(100 * r.knnTop1).toFixed(2)}%, linear ${(100 * r.linearTop1).toFixed(2)}%, dim ${r.featureDim}, ${(Date.now() - t0) / 1000}s`,
+);

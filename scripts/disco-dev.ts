@@ -1,4 +1,4 @@
 // Runs the disco CLI from source (tsx resolves @disco/* through tsconfig paths): for development.
-import { buildProgram } from '../packages/cli/src/commands.js';
+import { main } from '../packages/cli/src/commands.js';
 
-await buildProgram().parseAsync(process.argv);
+await main(process.argv);

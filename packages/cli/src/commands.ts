@@ -49,6 +49,12 @@ function addTrainFlags(cmd: Command): Command {
     .option('--data <dir>', 'Fashion-MNIST IDX folder (default: the shipped subset)')
     .option('--arch <name>', 'backbone (see disco pretrain --help)')
     .option('--small-stem', 'small-image stem (CIFAR-style ResNet stem)')
+    .addOption(
+      new Option('--output <kind>', 'backbone feature: pooled, or head (MobileNetV3)').choices([
+        'pooled',
+        'head',
+      ]),
+    )
     .option('--config <file>', 'JSON file of settings (flags override it)')
     .option('--out <dir>', 'run folder', undefined)
     .option('--resume', 'continue from the newest valid checkpoint in the run folder')
@@ -88,6 +94,7 @@ function resolveConfig(
   if (flags.arch !== undefined) fromFlags.arch = flags.arch as string;
   if (flags.data !== undefined) fromFlags.data = flags.data as string;
   if (flags.smallStem) fromFlags.smallStem = true;
+  if (flags.output !== undefined) fromFlags.output = flags.output as 'pooled' | 'head';
   if (flags.teacher !== undefined) fromFlags.teacher = flags.teacher as string;
   if (flags.teacherBn !== undefined) fromFlags.teacherBn = flags.teacherBn as 'train' | 'eval';
   return { ...TRAIN_DEFAULTS, ...base, ...fromFile, ...fromFlags, method } as TrainConfig;
@@ -96,6 +103,16 @@ function resolveConfig(
 async function startBackend(flags: Record<string, unknown>): Promise<void> {
   const name = await initBackend({ backend: flags.backend as BackendName | undefined });
   process.stderr.write(`backend: ${name}\n`);
+}
+
+/** Runs the `disco` program on `argv`; an error prints one line and exits with status 1. */
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    process.stderr.write(`disco: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
 }
 
 /** Builds the `disco` program. */
@@ -152,7 +169,7 @@ export function buildProgram(): Command {
     .action(async (model: string, flags) => {
       await startBackend(flags);
       const m = loadModelFile(model);
-      const { train: tr, test } = loadData({ data: flags.data });
+      const { evalTrain: tr, test } = loadData({ data: flags.data });
       const r = await evaluateBackbone(m.backbone, tr, test, {
         imageSize: m.info.imageSize,
         mean: FASHION_MNIST_MEAN,

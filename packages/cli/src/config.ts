@@ -15,6 +15,11 @@ export interface TrainConfig {
   arch: string;
   widthMultiplier: number;
   smallStem: boolean;
+  /**
+   * Backbone output fed to the projection head and used for evaluation: the pooled feature,
+   * or for MobileNetV3 the head feature after pooling (1024/1280-d), as DisCo's students use.
+   */
+  output: 'pooled' | 'head';
   /** Projection head hidden width (DisCo's student: 2048; MoCo v2 ResNet-50: 2048). */
   hiddenDim: number;
   /** Embedding width. */
@@ -49,9 +54,10 @@ export interface TrainConfig {
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'method' | 'arch'> = {
   widthMultiplier: 1,
   smallStem: false,
+  output: 'pooled',
   hiddenDim: 2048,
   dim: 128,
-  imageSize: 32,
+  imageSize: 28,
   epochs: 10,
   batchSize: 64,
   lr: 0.06,
@@ -110,6 +116,9 @@ export function validateTrainConfig(cfg: TrainConfig, where = 'config'): TrainCo
   }
   if (cfg.method === 'disco' && !cfg.teacher) {
     fail(where, 'teacher', cfg.teacher, 'a teacher encoder file is required for DisCo');
+  }
+  if (cfg.output !== 'pooled' && cfg.output !== 'head') {
+    fail(where, 'output', cfg.output, "must be 'pooled' or 'head'");
   }
   if (cfg.teacherBn !== 'train' && cfg.teacherBn !== 'eval') {
     fail(where, 'teacherBn', cfg.teacherBn, "must be 'train' or 'eval'");

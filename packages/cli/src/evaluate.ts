@@ -13,6 +13,7 @@ export interface EvalOptions {
   std: readonly number[];
   k?: number;
   t?: number;
+  /** Linear-probe epochs (default 100); 0 skips the probe (linearTop1 is then NaN). */
   linearEpochs?: number;
   seed?: number;
 }
@@ -79,6 +80,9 @@ export async function evaluateBackbone(
     t: opts.t ?? 0.1,
     dim: backbone.outDim,
   });
+  if (opts.linearEpochs === 0) {
+    return { knnTop1: knn.top1!, linearTop1: NaN, featureDim: backbone.outDim };
+  }
   const linear = await linearProbe({
     trainFeatures,
     trainLabels: train.labels,

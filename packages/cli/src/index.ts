@@ -2,7 +2,7 @@
  * @disco/cli: the `disco` command and the training, evaluation and pipeline functions it runs.
  * @packageDocumentation
  */
-export { buildProgram } from './commands.js';
+export { buildProgram, main } from './commands.js';
 export { TRAIN_DEFAULTS, validateTrainConfig, type TrainConfig } from './config.js';
 export { train, loadData, specOf, type TrainOptions, type TrainResult } from './train.js';
 export { evaluateBackbone, preprocessFor, type EvalOptions, type EvalResult } from './evaluate.js';

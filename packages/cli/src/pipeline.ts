@@ -18,11 +18,19 @@ import { loadData, specOf, train } from './train.js';
 /** The student and schedule of the default pipeline (sized for ~30 min on 2 cores). */
 export const PIPELINE_STUDENT: Pick<
   TrainConfig,
-  'arch' | 'widthMultiplier' | 'smallStem' | 'hiddenDim' | 'epochs' | 'batchSize' | 'queueSize'
+  | 'arch'
+  | 'widthMultiplier'
+  | 'smallStem'
+  | 'output'
+  | 'hiddenDim'
+  | 'epochs'
+  | 'batchSize'
+  | 'queueSize'
 > = {
   arch: 'mobilenet_v3_small',
   widthMultiplier: 1,
   smallStem: false,
+  output: 'head',
   hiddenDim: 2048,
   epochs: 8,
   batchSize: 64,
@@ -34,12 +42,12 @@ export const PIPELINE_TEACHER: Pick<
   TrainConfig,
   'arch' | 'widthMultiplier' | 'smallStem' | 'hiddenDim' | 'epochs' | 'batchSize' | 'queueSize'
 > = {
-  arch: 'resnet50',
+  arch: 'resnet18',
   widthMultiplier: 1,
   smallStem: false,
   hiddenDim: 2048,
-  epochs: 20,
-  batchSize: 64,
+  epochs: 4,
+  batchSize: 128,
   queueSize: 4096,
 };
 

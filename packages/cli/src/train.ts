@@ -5,7 +5,7 @@
  * checkpoint; at the end an encoder file. A run folder holds `config.json`,
  * `metrics.jsonl`, `checkpoints/` and `encoder.safetensors`.
  */
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cosineLr, Rng } from '@disco/core';
 import {
@@ -21,7 +21,8 @@ import { discoExtraLoss, Teacher } from '@disco/distill';
 import { loadMocoState, MoCo, mocoStateTensors, NonFiniteLossError } from '@disco/moco';
 import { newestCheckpoint, type RunState, saveCheckpoint } from './checkpoint.js';
 import { type TrainConfig, validateTrainConfig } from './config.js';
-import { evaluateBackbone, type EvalResult } from './evaluate.js';
+import { evaluateBackbone, type EvalResult, preprocessFor } from './evaluate.js';
+import { preciseBatchNorm } from './precise-bn.js';
 import {
   buildEncoder,
   type BuiltEncoder,
@@ -61,29 +62,39 @@ export function specOf(cfg: TrainConfig, channels: number): EncoderSpec {
       widthMultiplier: cfg.widthMultiplier,
       smallStem: cfg.smallStem,
       inChannels: channels,
+      ...(cfg.output === 'head' ? { output: 'head' as const } : {}),
     },
     hiddenDim: cfg.hiddenDim,
     dim: cfg.dim,
   };
 }
 
-/** Loads the train and test splits a config names. */
+/**
+ * Loads the splits a config names: `train` (the first `limit` images, for training) and
+ * `test`; evaluation fits kNN and the probe on `evalTrain`, the whole train split.
+ */
 export function loadData(cfg: Pick<TrainConfig, 'data' | 'limit'>): {
   train: ImageSet;
   test: ImageSet;
+  evalTrain: ImageSet;
 } {
-  return {
-    train: loadFashionMnist({ dir: cfg.data, split: 'train', limit: cfg.limit }),
-    test: loadFashionMnist({ dir: cfg.data, split: 'test' }),
-  };
+  const full = loadFashionMnist({ dir: cfg.data, split: 'train' });
+  const train =
+    cfg.limit === undefined || cfg.limit >= full.count
+      ? full
+      : loadFashionMnist({ dir: cfg.data, split: 'train', limit: cfg.limit });
+  return { train, test: loadFashionMnist({ dir: cfg.data, split: 'test' }), evalTrain: full };
 }
 
 /** Runs training to the configured number of epochs and evaluates the result. */
 export async function train(config: TrainConfig, opts: TrainOptions): Promise<TrainResult> {
   const cfg = validateTrainConfig(config);
   const log = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`));
-  const data = opts.train && opts.test ? { train: opts.train, test: opts.test } : loadData(cfg);
-  const { train: trainSet, test: testSet } = data;
+  const data =
+    opts.train && opts.test
+      ? { train: opts.train, test: opts.test, evalTrain: opts.train }
+      : loadData(cfg);
+  const { train: trainSet, test: testSet, evalTrain } = data;
   const norm = { mean: [...FASHION_MNIST_MEAN], std: [...FASHION_MNIST_STD] };
   mkdirSync(opts.runDir, { recursive: true });
   writeFileSync(join(opts.runDir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
@@ -148,7 +159,26 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
     }
   }
 
+  // The encoder file is rewritten after every epoch, so a long run can be used at any point.
+  const encoderFile = join(opts.runDir, 'encoder.safetensors');
+  const saveEncoder = (epochs: number, evalResult?: EvalResult) => {
+    saveModelFile(encoderFile, built.encoder, {
+      spec: specOf(cfg, trainSet.channels),
+      imageSize: cfg.imageSize,
+      ...norm,
+      notes: {
+        method: cfg.method,
+        epochsCompleted: epochs,
+        epochs: cfg.epochs,
+        trainImages: trainSet.count,
+        ...(evalResult ? { knnTop1: evalResult.knnTop1, linearTop1: evalResult.linearTop1 } : {}),
+      },
+    });
+    return encoderFile;
+  };
+
   const augment = { size: cfg.imageSize, ...norm };
+  const preprocess = preprocessFor({ imageSize: cfg.imageSize, ...norm });
   let finalLoss = NaN;
   for (let epoch = startEpoch; epoch < cfg.epochs; epoch++) {
     const lr = cosineLr(cfg.lr, epoch, cfg.epochs);
@@ -208,13 +238,13 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
 
     let knn: number | undefined;
     if (cfg.knnEvery > 0 && (epoch + 1) % cfg.knnEvery === 0 && epoch + 1 < cfg.epochs) {
-      knn = (
-        await evaluateBackbone(built.backbone, trainSet, testSet, {
-          imageSize: cfg.imageSize,
-          ...norm,
-          linearEpochs: 0,
-        })
-      ).knnTop1;
+      preciseBatchNorm(built.encoder, trainSet, { bnGroupSize: cfg.bnGroupSize, preprocess });
+      const r = await evaluateBackbone(built.backbone, evalTrain, testSet, {
+        imageSize: cfg.imageSize,
+        ...norm,
+        linearEpochs: 0,
+      });
+      knn = r.knnTop1;
     }
     const imgPerSec = (batches * cfg.batchSize) / seconds;
     log(
@@ -239,9 +269,13 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
       trainSeconds,
     };
     saveCheckpoint(opts.runDir, mocoStateTensors(moco), state, cfg.keepCheckpoints);
+    saveEncoder(epoch + 1);
   }
 
-  const evalResult = await evaluateBackbone(built.backbone, trainSet, testSet, {
+  // Running statistics for eval-mode BN, re-estimated with the final weights.
+  preciseBatchNorm(built.encoder, trainSet, { bnGroupSize: cfg.bnGroupSize, preprocess });
+  saveEncoder(cfg.epochs);
+  const evalResult = await evaluateBackbone(built.backbone, evalTrain, testSet, {
     imageSize: cfg.imageSize,
     ...norm,
     seed: cfg.seed,
@@ -254,21 +288,8 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
     metricsPath,
     `${JSON.stringify({ kind: 'final', ...evalResult, trainSeconds })}\n`,
   );
-  const encoderFile = join(opts.runDir, 'encoder.safetensors');
-  saveModelFile(encoderFile, built.encoder, {
-    spec: specOf(cfg, trainSet.channels),
-    imageSize: cfg.imageSize,
-    ...norm,
-    notes: {
-      method: cfg.method,
-      epochs: cfg.epochs,
-      trainImages: trainSet.count,
-      knnTop1: evalResult.knnTop1,
-      linearTop1: evalResult.linearTop1,
-    },
-  });
+  saveEncoder(cfg.epochs, evalResult);
   teacher?.dispose();
   moco.dispose();
-  if (!existsSync(encoderFile)) throw new Error(`train: ${encoderFile} was not written`);
   return { built, trainSeconds, finalLoss, eval: evalResult, encoderFile };
 }

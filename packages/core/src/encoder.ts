@@ -39,9 +39,10 @@ export function bindEncoder(
 }
 
 /** Runs modules one after another (a backbone then a head). */
-export class Sequential<I extends tf.Tensor = tf.Tensor, O extends tf.Tensor = tf.Tensor>
-  implements Module<I, O>
-{
+export class Sequential<
+  I extends tf.Tensor = tf.Tensor,
+  O extends tf.Tensor = tf.Tensor,
+> implements Module<I, O> {
   constructor(readonly modules: readonly Module[]) {}
 
   init(params: Params, rng: Rng): void {

@@ -18,6 +18,11 @@ export interface ForwardContext {
    * 8 GPUs x 32 images. Unset or >= batch: one group.
    */
   bnGroupSize?: number;
+  /**
+   * Overrides every BatchNorm layer's momentum for this pass; `1 / (i + 1)` on pass i
+   * gives the plain average of i + 1 passes (precise BN). Default: each layer's own.
+   */
+  bnMomentum?: number;
 }
 
 /** A building block: creates its parameters once, then runs on any compatible `Params`. */
@@ -168,7 +173,7 @@ export class BatchNorm implements Module {
     // unbiased variance, as PyTorch (per device) does.
     const c = this.cfg.channels;
     const count = x.size / ((n / size) * c);
-    const m = this.momentum;
+    const m = ctx.bnMomentum ?? this.momentum;
     tf.tidy(() => {
       const batchMean = tf.mean(tf.reshape(mean, [-1, c]), 0);
       const unbiased = tf.mul(

@@ -120,7 +120,8 @@ export class Params {
     for (const [name, value] of values) {
       const e = this.entries.get(name);
       if (!e) {
-        if (opts.strict ?? true) throw new Error(`Params.load${where}: unexpected tensor '${name}'`);
+        if (opts.strict ?? true)
+          throw new Error(`Params.load${where}: unexpected tensor '${name}'`);
         continue;
       }
       if (!tf.util.arraysEqual(e.variable.shape, value.shape)) {
@@ -129,7 +130,9 @@ export class Params {
             `expected [${e.variable.shape}]`,
         );
       }
-      e.variable.assign(value.dtype === e.variable.dtype ? value : tf.cast(value, e.variable.dtype));
+      e.variable.assign(
+        value.dtype === e.variable.dtype ? value : tf.cast(value, e.variable.dtype),
+      );
     }
     if (opts.strict ?? true) {
       const missing = this.names().filter((n) => !values.has(n));

@@ -50,7 +50,12 @@ export class Rng {
   fork(label: string): Rng {
     const child = new Rng(0);
     const next = splitmix32((this.s[0]! ^ hashString(label)) >>> 0);
-    child.s = new Uint32Array([next() ^ this.s[1]!, next() ^ this.s[2]!, next() ^ this.s[3]!, next()]);
+    child.s = new Uint32Array([
+      next() ^ this.s[1]!,
+      next() ^ this.s[2]!,
+      next() ^ this.s[3]!,
+      next(),
+    ]);
     return child;
   }
 
@@ -133,7 +138,9 @@ export class Rng {
   /** Restores a state taken with `getState`. */
   setState(state: RngState): void {
     if (!Array.isArray(state?.s) || state.s.length !== 4) {
-      throw new Error(`Rng.setState: expected { s: [4 numbers], spare }, got ${JSON.stringify(state)}`);
+      throw new Error(
+        `Rng.setState: expected { s: [4 numbers], spare }, got ${JSON.stringify(state)}`,
+      );
     }
     this.s = new Uint32Array(state.s.map((v) => v >>> 0));
     this.spareNormal = state.spare;

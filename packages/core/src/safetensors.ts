@@ -79,7 +79,9 @@ export function floatToHalf(value: number): number {
  */
 export function parseSafetensors(buf: Uint8Array, source = '<buffer>'): SafetensorsFile {
   if (buf.byteLength < 8) {
-    throw new Error(`safetensors ${source}: file is ${buf.byteLength} bytes, shorter than its header`);
+    throw new Error(
+      `safetensors ${source}: file is ${buf.byteLength} bytes, shorter than its header`,
+    );
   }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const headerLen = Number(view.getBigUint64(0, true));

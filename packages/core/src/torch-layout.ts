@@ -74,7 +74,11 @@ export function toTorchStateDict(
   const out = new Map<string, TensorToWrite>();
   for (const name of params.names()) {
     const t = toTorchLayout(params.get(name), params.layout(name));
-    out.set(name, { shape: t.shape, values: t.dataSync() as Float32Array, dtype: opts.dtype ?? 'F32' });
+    out.set(name, {
+      shape: t.shape,
+      values: t.dataSync() as Float32Array,
+      dtype: opts.dtype ?? 'F32',
+    });
     t.dispose();
   }
   return out;

@@ -44,7 +44,10 @@ describe('safetensors', () => {
     const x = file.tensors.get('input_nhwc')!;
     expect(x.shape).toEqual([2, 64, 64, 3]);
     // x[n,c,h,w] = 1.5 sin(0.05 (h*64 + w) + 1.3 c + 2.1 n), stored NHWC.
-    const n = 1, h = 5, w = 7, c = 2;
+    const n = 1,
+      h = 5,
+      w = 7,
+      c = 2;
     const expected = 1.5 * Math.sin(0.05 * (h * 64 + w) + 1.3 * c + 2.1 * n);
     expect(x.values[((n * 64 + h) * 64 + w) * 3 + c]).toBeCloseTo(expected, 6);
   });
