@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   floatToHalf,
@@ -40,7 +41,9 @@ describe('safetensors', () => {
   });
 
   it('reads the PyTorch fixture input written by the reference script', () => {
-    const file = readSafetensors('/work/shared/fixtures/torchvision/input.safetensors');
+    const file = readSafetensors(
+      fileURLToPath(new URL('../../backbones/test/fixtures/input.safetensors', import.meta.url)),
+    );
     const x = file.tensors.get('input_nhwc')!;
     expect(x.shape).toEqual([2, 64, 64, 3]);
     // x[n,c,h,w] = 1.5 sin(0.05 (h*64 + w) + 1.3 c + 2.1 n), stored NHWC.
