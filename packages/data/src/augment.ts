@@ -204,7 +204,7 @@ export function applyAugment(
 
     const mean = tf.tensor1d(expand(cfg.mean, channels));
     const std = tf.tensor1d(expand(cfg.std, channels));
-    return blurred.sub(mean).div(std) as tf.Tensor4D;
+    return tf.div(tf.sub(blurred, mean), std) as tf.Tensor4D;
   });
 }
 

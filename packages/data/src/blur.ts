@@ -56,7 +56,7 @@ export function gaussianBlurBatch(x: tf.Tensor4D, sigmas: Float32Array): tf.Tens
 
   return tf.tidy(() => {
     // [N, H, W, C] -> [H, W, N, C] -> [1, H, W, N*C]
-    const folded = x.transpose([1, 2, 0, 3]).reshape([1, h, w, n * c]) as tf.Tensor4D;
+    const folded = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, n * c]) as tf.Tensor4D;
     const padded = tf.mirrorPad(
       folded,
       [
@@ -71,6 +71,6 @@ export function gaussianBlurBatch(x: tf.Tensor4D, sigmas: Float32Array): tf.Tens
     const vertical = tf.tensor4d(taps, [k, 1, n * c, 1]);
     const rows = tf.depthwiseConv2d(padded, horizontal, 1, 'valid');
     const blurred = tf.depthwiseConv2d(rows, vertical, 1, 'valid');
-    return blurred.reshape([h, w, n, c]).transpose([2, 0, 1, 3]) as tf.Tensor4D;
+    return tf.transpose(tf.reshape(blurred, [h, w, n, c]), [2, 0, 1, 3]) as tf.Tensor4D;
   });
 }

@@ -22,9 +22,9 @@ export function grayscale(x: tf.Tensor4D): tf.Tensor4D {
 /** `clamp(f * x + (1 - f) * ref, 0, 1)`, the blend all three linear jitters share. */
 function blend(x: tf.Tensor4D, ref: tf.Tensor | null, f: tf.Tensor4D): tf.Tensor4D {
   return tf.tidy(() => {
-    const scaled = x.mul(f);
-    const mixed = ref === null ? scaled : scaled.add(ref.mul(tf.sub(1, f)));
-    return mixed.clipByValue(0, 1) as tf.Tensor4D;
+    const scaled = tf.mul(x, f);
+    const mixed = ref === null ? scaled : tf.add(scaled, tf.mul(ref, tf.sub(1, f)));
+    return tf.clipByValue(mixed, 0, 1) as tf.Tensor4D;
   });
 }
 
@@ -35,7 +35,7 @@ export function adjustBrightness(x: tf.Tensor4D, f: tf.Tensor4D): tf.Tensor4D {
 
 /** Contrast: blend with each image's mean gray level `[N, 1, 1, 1]`. */
 export function adjustContrast(x: tf.Tensor4D, f: tf.Tensor4D): tf.Tensor4D {
-  return tf.tidy(() => blend(x, grayscale(x).mean([1, 2, 3], true), f));
+  return tf.tidy(() => blend(x, tf.mean(grayscale(x), [1, 2, 3], true), f));
 }
 
 /** Saturation: blend with the grayscale image (identity for C = 1). */
@@ -46,7 +46,7 @@ export function adjustSaturation(x: tf.Tensor4D, f: tf.Tensor4D): tf.Tensor4D {
 
 /** `v mod 6` into [0, 6), floored. */
 function mod6(v: tf.Tensor): tf.Tensor {
-  return v.sub(v.div(6).floor().mul(6));
+  return tf.sub(v, tf.mul(tf.floor(tf.div(v, 6)), 6));
 }
 
 /**
@@ -68,18 +68,18 @@ const HUE_DIFFERENCES = [0, -1, 1, 1, 0, -1, -1, 1, 0];
 export function adjustHue(x: tf.Tensor4D, f: tf.Tensor4D): tf.Tensor4D {
   if (x.shape[3] === 1) return x.clone();
   return tf.tidy(() => {
-    const maxc = x.max(3, true);
-    const chroma = maxc.sub(x.min(3, true));
+    const maxc = tf.max(x, 3, true);
+    const chroma = tf.sub(maxc, tf.min(x, 3, true));
     // Where chroma is 0 every difference is 0 too, so any nonzero divisor gives hue 0.
     const divisor = tf.maximum(chroma, 1e-12);
     const differences = tf.conv2d(x, tf.tensor4d(HUE_DIFFERENCES, [1, 1, 3, 3]), 1, 'valid');
-    const candidates = differences.div(divisor).add(tf.tensor1d([0, 2, 4]));
-    const pick = tf.oneHot(x.argMax(3), 3).cast('float32');
-    const sixths = candidates.mul(pick).sum(3, true);
-    const hue = sixths.add(f.mul(6));
+    const candidates = tf.add(tf.div(differences, divisor), tf.tensor1d([0, 2, 4]));
+    const pick = tf.cast(tf.oneHot(tf.argMax(x, 3) as tf.Tensor3D, 3), 'float32');
+    const sixths = tf.sum(tf.mul(candidates, pick), 3, true);
+    const hue = tf.add(sixths, tf.mul(f, 6));
 
-    const k = mod6(hue.add(tf.tensor1d([5, 3, 1])));
-    const ramp = tf.minimum(k, tf.sub(4, k)).clipByValue(0, 1);
-    return maxc.sub(chroma.mul(ramp)).clipByValue(0, 1) as tf.Tensor4D;
+    const k = mod6(tf.add(hue, tf.tensor1d([5, 3, 1])));
+    const ramp = tf.clipByValue(tf.minimum(k, tf.sub(4, k)), 0, 1);
+    return tf.clipByValue(tf.sub(maxc, tf.mul(chroma, ramp)), 0, 1) as tf.Tensor4D;
   });
 }

@@ -40,15 +40,15 @@ function linearStep(
     const useGray = grayMask.some((m) => m !== 0);
     const gray = useMean || useGray ? grayscale(x) : null;
     let ref: tf.Tensor | null = null;
-    if (useMean) ref = gray!.mean([1, 2, 3], true).mul(column(meanMask));
+    if (useMean) ref = tf.mul(tf.mean(gray!, [1, 2, 3], true), column(meanMask));
     if (useGray) {
-      const part = gray!.mul(column(grayMask));
-      ref = ref === null ? part : ref.add(part);
+      const part = tf.mul(gray!, column(grayMask));
+      ref = ref === null ? part : tf.add(ref, part);
     }
     const factor = column(f);
-    let out: tf.Tensor = x.mul(factor);
-    if (ref !== null) out = out.add(ref.mul(tf.sub(1, factor)));
-    return out.clipByValue(0, 1) as tf.Tensor4D;
+    let out: tf.Tensor = tf.mul(x, factor);
+    if (ref !== null) out = tf.add(out, tf.mul(ref, tf.sub(1, factor)));
+    return tf.clipByValue(out, 0, 1) as tf.Tensor4D;
   });
 }
 
@@ -66,7 +66,7 @@ function hueStep(x: tf.Tensor4D, images: number[], shifts: Float32Array): tf.Ten
     const keep = new Float32Array(n).fill(1);
     for (const i of images) keep[i] = 0;
     // Exact for a 0/1 mask: x * 1 + 0 for kept images, x * 0 + shifted for the others.
-    return x.mul(column(keep)).add(scattered) as tf.Tensor4D;
+    return tf.add(tf.mul(x, column(keep)), scattered) as tf.Tensor4D;
   });
 }
 
@@ -124,6 +124,6 @@ export function randomGrayscale(x: tf.Tensor4D, flags: Uint8Array): tf.Tensor4D 
   return tf.tidy(() => {
     const mask = column(Float32Array.from(flags, (f) => (f ? 1 : 0)));
     // [N, H, W, 1] broadcast over the channels. Exact for 0/1 masks: x * 1 + g * 0, x * 0 + g * 1.
-    return x.mul(tf.sub(1, mask)).add(grayscale(x).mul(mask)) as tf.Tensor4D;
+    return tf.add(tf.mul(x, tf.sub(1, mask)), tf.mul(grayscale(x), mask)) as tf.Tensor4D;
   });
 }
