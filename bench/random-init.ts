@@ -1,19 +1,26 @@
 // kNN / linear top-1 of backbones with random initial weights on the shipped subset.
-// Usage: npx tsx bench/random-init.ts <arch> [imageSize]
+// Usage: npx tsx bench/random-init.ts <arch> [imageSize] [pooled|head] [preciseBn 1|0]
 import { initBackend, Rng } from '../packages/core/src/index.js';
 import { FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '../packages/data/src/index.js';
 import { buildEncoder } from '../packages/cli/src/model-file.js';
 import { evaluateBackbone } from '../packages/cli/src/evaluate.js';
 import { loadData } from '../packages/cli/src/train.js';
 
-const [arch = 'mobilenet_v3_small', size = '32'] = process.argv.slice(2);
+const [arch = 'mobilenet_v3_small', size = '28', output = 'pooled', precise = '1'] =
+  process.argv.slice(2);
 await initBackend();
 const { train, test } = loadData({});
 const built = buildEncoder(
-  { arch, backbone: { inChannels: 1 }, hiddenDim: 2048, dim: 128 },
+  {
+    arch,
+    backbone: { inChannels: 1, ...(output === 'head' ? { output: 'head' as const } : {}) },
+    hiddenDim: 2048,
+    dim: 128,
+  },
   new Rng(0).fork('init'),
 );
 const t0 = Date.now();
+const opts0 = { imageSize: Number(size), mean: FASHION_MNIST_MEAN, std: FASHION_MNIST_STD };
 const r = await evaluateBackbone(built.backbone, train, test, {
   imageSize: Number(size),
   mean: FASHION_MNIST_MEAN,

@@ -1,11 +1,16 @@
 /**
  * Frozen-feature evaluation of a backbone on an image set: weighted kNN (k 200, t 0.1) and
- * a linear probe, both top-1 on the test split, features from eval-mode BatchNorm.
+ * a linear probe, both top-1 on the test split, features from eval-mode BatchNorm. Every
+ * model is evaluated the same way: first its BN running statistics are re-estimated on
+ * training images (precise BN, in place), so a briefly trained model, whose running
+ * statistics lag its weights, and a random one, whose buffers are still 0 and 1, are
+ * measured as the networks they are.
  */
 import { type Encoder, tf } from '@disco/core';
 import type { ImageSet } from '@disco/data';
 import { extractFeatures, knnClassify, linearProbe } from '@disco/eval';
 import { Rng } from '@disco/core';
+import { preciseBatchNorm } from './precise-bn.js';
 
 export interface EvalOptions {
   imageSize: number;
@@ -16,6 +21,8 @@ export interface EvalOptions {
   /** Linear-probe epochs (default 100); 0 skips the probe (linearTop1 is then NaN). */
   linearEpochs?: number;
   seed?: number;
+  /** Precise BN before extracting features (default on, ghost groups of 32); false: off. */
+  preciseBn?: false | { bnGroupSize?: number; images?: number };
 }
 
 export interface EvalResult {
@@ -67,6 +74,13 @@ export async function evaluateBackbone(
   test: ImageSet,
   opts: EvalOptions,
 ): Promise<EvalResult> {
+  if (opts.preciseBn !== false) {
+    preciseBatchNorm(backbone, train, {
+      bnGroupSize: opts.preciseBn?.bnGroupSize ?? 32,
+      images: opts.preciseBn?.images,
+      preprocess: preprocessFor(opts),
+    });
+  }
   const trainFeatures = await features(backbone, train, opts);
   const testFeatures = await features(backbone, test, opts);
   const numClasses = Math.max(train.classNames.length, 2);

@@ -21,8 +21,7 @@ import { discoExtraLoss, Teacher } from '@disco/distill';
 import { loadMocoState, MoCo, mocoStateTensors, NonFiniteLossError } from '@disco/moco';
 import { newestCheckpoint, type RunState, saveCheckpoint } from './checkpoint.js';
 import { type TrainConfig, validateTrainConfig } from './config.js';
-import { evaluateBackbone, type EvalResult, preprocessFor } from './evaluate.js';
-import { preciseBatchNorm } from './precise-bn.js';
+import { evaluateBackbone, type EvalResult } from './evaluate.js';
 import {
   buildEncoder,
   type BuiltEncoder,
@@ -178,7 +177,6 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
   };
 
   const augment = { size: cfg.imageSize, ...norm };
-  const preprocess = preprocessFor({ imageSize: cfg.imageSize, ...norm });
   let finalLoss = NaN;
   for (let epoch = startEpoch; epoch < cfg.epochs; epoch++) {
     const lr = cosineLr(cfg.lr, epoch, cfg.epochs);
@@ -238,11 +236,11 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
 
     let knn: number | undefined;
     if (cfg.knnEvery > 0 && (epoch + 1) % cfg.knnEvery === 0 && epoch + 1 < cfg.epochs) {
-      preciseBatchNorm(built.encoder, trainSet, { bnGroupSize: cfg.bnGroupSize, preprocess });
       const r = await evaluateBackbone(built.backbone, evalTrain, testSet, {
         imageSize: cfg.imageSize,
         ...norm,
         linearEpochs: 0,
+        preciseBn: { bnGroupSize: cfg.bnGroupSize },
       });
       knn = r.knnTop1;
     }
@@ -272,13 +270,13 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
     saveEncoder(epoch + 1);
   }
 
-  // Running statistics for eval-mode BN, re-estimated with the final weights.
-  preciseBatchNorm(built.encoder, trainSet, { bnGroupSize: cfg.bnGroupSize, preprocess });
-  saveEncoder(cfg.epochs);
+  // Evaluation re-estimates the BN running statistics with the final weights (precise BN);
+  // the encoder file is written after it, with those statistics.
   const evalResult = await evaluateBackbone(built.backbone, evalTrain, testSet, {
     imageSize: cfg.imageSize,
     ...norm,
     seed: cfg.seed,
+    preciseBn: { bnGroupSize: cfg.bnGroupSize },
   });
   log(
     `final: kNN top-1 ${(100 * evalResult.knnTop1).toFixed(2)}%  ` +
