@@ -22,10 +22,9 @@ const built = buildEncoder(
 const t0 = Date.now();
 const opts0 = { imageSize: Number(size), mean: FASHION_MNIST_MEAN, std: FASHION_MNIST_STD };
 const r = await evaluateBackbone(built.backbone, train, test, {
-  imageSize: Number(size),
-  mean: FASHION_MNIST_MEAN,
-  std: FASHION_MNIST_STD,
+  ...opts0,
+  preciseBn: precise === '1' ? { bnGroupSize: 32 } : false,
 });
 console.log(
-  `${arch}@${size} random init: kNN ${(100 * r.knnTop1).toFixed(2)}%, linear ${(100 * r.linearTop1).toFixed(2)}%, dim ${r.featureDim}, ${(Date.now() - t0) / 1000}s`,
+  `${arch}@${size} ${output} preciseBn=${precise} random init: kNN ${(100 * r.knnTop1).toFixed(2)}%, linear ${(100 * r.linearTop1).toFixed(2)}%, dim ${r.featureDim}, ${(Date.now() - t0) / 1000}s`,
 );
