@@ -48,7 +48,7 @@ export const PIPELINE_TEACHER: Pick<
   widthMultiplier: 1,
   smallStem: false,
   hiddenDim: 2048,
-  epochs: 4,
+  epochs: 3,
   batchSize: 128,
   queueSize: 4096,
 };
@@ -102,6 +102,13 @@ export async function runPipeline(opts: PipelineOptions): Promise<ResultRow[]> {
       method: 'moco',
       ...opts.teacherConfig,
     };
+    // A queue of at most a tenth of the training images, so few of an image's own earlier
+    // keys sit among its negatives (K = 4096 on the full 60000; 384 on the 5000 subset).
+    const b = teacherCfg.batchSize;
+    teacherCfg.queueSize = Math.max(
+      b,
+      Math.min(teacherCfg.queueSize, Math.floor(trainSet.count / 10 / b) * b),
+    );
     const t = await train(teacherCfg, {
       runDir: join(opts.out, 'teacher'),
       quiet: opts.quiet,
