@@ -9,15 +9,11 @@
  * transposed back to `[kh, kw, Ci, Co]`.
  */
 import { tf } from '../tf.js';
-import { type ConvPad, forwardGeometry, kernelFromOps, pair } from './geometry.js';
+import { type ConvBackpropAttrs, forwardGeometry, kernelFromOps, pair } from './geometry.js';
 
 const NAME = 'Conv2DBackpropFilter (wasm)';
 
-interface Attrs {
-  strides: number | [number, number];
-  pad: ConvPad;
-  dataFormat?: 'NHWC' | 'NCHW';
-  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+interface Attrs extends ConvBackpropAttrs {
   filterShape: [number, number, number, number];
 }
 

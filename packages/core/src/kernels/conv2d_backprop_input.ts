@@ -12,17 +12,19 @@
  * plain conv of padded dy with the flipped, in/out-swapped filter.
  */
 import { tf } from '../tf.js';
-import { type ConvPad, forwardGeometry, kernelFromOps, pair, stride1Conv } from './geometry.js';
+import {
+  type ConvBackpropAttrs,
+  forwardGeometry,
+  kernelFromOps,
+  pair,
+  stride1Conv,
+} from './geometry.js';
 import { fillFrom } from './heap.js';
 import { axisPhases, phaseFilter } from './phase_filter.js';
 
 const NAME = 'Conv2DBackpropInput (wasm)';
 
-interface Attrs {
-  strides: number | [number, number];
-  pad: ConvPad;
-  dataFormat?: 'NHWC' | 'NCHW';
-  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+interface Attrs extends ConvBackpropAttrs {
   inputShape: [number, number, number, number];
 }
 

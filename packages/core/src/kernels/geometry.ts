@@ -124,3 +124,11 @@ export function kernelFromOps<A>(
       return compute(tensors, attrs as unknown as A);
     });
 }
+
+/** The attributes every conv backprop kernel receives (NHWC only). */
+export interface ConvBackpropAttrs {
+  strides: number | [number, number];
+  pad: ConvPad;
+  dataFormat?: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
