@@ -5,6 +5,7 @@
 import { bindEncoder } from '@disco/core';
 import type { Encoder, Params, Rng } from '@disco/core';
 import type { Backbone, BackboneOptions } from './backbone.js';
+import { EFFICIENTNET_VARIANTS, EfficientNet } from './efficientnet.js';
 import { MOBILENET_V3_VARIANTS, MobileNetV3 } from './mobilenetv3.js';
 import { RESNET_VARIANTS, ResNet } from './resnet.js';
 
@@ -19,16 +20,20 @@ const BUILDERS: ReadonlyMap<string, Builder> = new Map<string, Builder>([
     arch,
     (opts) => new MobileNetV3(arch, opts),
   ]),
+  ...Object.keys(EFFICIENTNET_VARIANTS).map((arch): [string, Builder] => [
+    arch,
+    (opts) => new EfficientNet(arch, opts),
+  ]),
 ]);
 
-/** The registered architecture names, in table order (ResNets, then MobileNetV3s). */
+/** The registered architecture names, in table order (ResNets, MobileNetV3s, EfficientNets). */
 export function listBackbones(): string[] {
   return [...BUILDERS.keys()];
 }
 
 /**
  * The architecture called `name` (torchvision's name: `resnet18`, `wide_resnet50_2`,
- * `mobilenet_v3_small`, ...). Parameters are created by `init`, not here.
+ * `mobilenet_v3_small`, `efficientnet_b0`, ...). Parameters are created by `init`, not here.
  * @throws for an unknown name (listing the known ones) or a bad option.
  */
 export function createBackbone(name: string, opts?: BackboneOptions): Backbone {

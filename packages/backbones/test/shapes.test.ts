@@ -311,7 +311,7 @@ describe('max-pool padding as PyTorch (-inf, never 0)', () => {
 describe('errors and the encoder shortcut', () => {
   it('unknown names list the known ones', () => {
     expect(() => createBackbone('resnet19')).toThrow(
-      /createBackbone: unknown backbone 'resnet19'; known: resnet18, resnet34, .*_large$/,
+      /createBackbone: unknown backbone 'resnet19'; known: resnet18, resnet34, .*_large, efficientnet_b0, efficientnet_b1$/,
     );
   });
 

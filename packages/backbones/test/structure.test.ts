@@ -58,8 +58,10 @@ function stateDict(p: Params): [string, number[]][] {
 }
 
 describe('torchvision structure', () => {
-  it('registers the eight architectures', () => {
-    expect(listBackbones()).toEqual(Object.keys(TORCHVISION_COUNTS));
+  it('registers the ten architectures', () => {
+    // EfficientNet's structure and counts are checked in efficientnet.test.ts.
+    const efficientNets = ['efficientnet_b0', 'efficientnet_b1'];
+    expect(listBackbones()).toEqual([...Object.keys(TORCHVISION_COUNTS), ...efficientNets]);
   });
 
   it.each(Object.keys(TORCHVISION_COUNTS))(

@@ -1,0 +1,275 @@
+/**
+ * EfficientNet-B0 and -B1 (Tan and Le, "EfficientNet: Rethinking Model Scaling for
+ * Convolutional Neural Networks", ICML 2019, https://arxiv.org/abs/1905.11946) as torchvision
+ * 0.14's `efficientnet.py` builds them: the seven MBConv stages of the paper's Table 1, scaled by
+ * a width factor (channels through `makeDivisible(c * width, 8)`) and a depth factor (layers
+ * rounded up), squeeze-excitation with SiLU and a sigmoid gate, SiLU everywhere else, BN eps
+ * 1e-5 momentum 0.1 (PyTorch's defaults, not the 1e-3 of the TensorFlow original), and
+ * torchvision's state-dict names (`features.<stage>.<block>.block.<j>...`, `classifier.1`).
+ */
+import { activate, BatchNorm, Conv2d, Linear, tf } from '@disco/core';
+import type { Activation, ForwardContext, Module, Params, Rng } from '@disco/core';
+import { BackboneBase } from './backbone.js';
+import type { BackboneOptions } from './backbone.js';
+import { initConvTorchvision } from './init.js';
+import { makeDivisible } from './mobilenetv3.js';
+import { resolveOptions } from './options.js';
+
+/** One MBConv stage of B0: expand ratio, kernel, stride, in channels, out channels, layers. */
+type Stage = readonly [number, number, number, number, number, number];
+
+/** The B0 stages (comments: the stage's output resolution at 224x224 input). */
+const STAGES: readonly Stage[] = [
+  [1, 3, 1, 32, 16, 1], // features.1, 112x112
+  [6, 3, 2, 16, 24, 2], // features.2, 56x56
+  [6, 5, 2, 24, 40, 2], // features.3, 28x28
+  [6, 3, 2, 40, 80, 3], // features.4, 14x14
+  [6, 5, 1, 80, 112, 3], // features.5, 14x14
+  [6, 5, 2, 112, 192, 4], // features.6, 7x7
+  [6, 3, 1, 192, 320, 1], // features.7, 7x7
+];
+
+interface EfficientNetVariant {
+  /** Channel scale of every stage (torchvision's `width_mult`). */
+  width: number;
+  /** Layer scale of every stage, rounded up (torchvision's `depth_mult`). */
+  depth: number;
+  /** torchvision's `classifier.0` Dropout probability (not applied here, see the class). */
+  dropout: number;
+}
+
+/** The variants: B1 is B0 with 10% more layers per stage, rounded up. */
+export const EFFICIENTNET_VARIANTS: Readonly<Record<string, EfficientNetVariant>> = {
+  efficientnet_b0: { width: 1.0, depth: 1.0, dropout: 0.2 },
+  efficientnet_b1: { width: 1.0, depth: 1.1, dropout: 0.2 },
+};
+
+/** BatchNorm settings of torchvision's EfficientNet-B0..B7. */
+const BN = { eps: 1e-5, momentum: 0.1 };
+
+/** Stochastic depth probability of the last block; block i of n gets `0.2 * i / n`. */
+const STOCHASTIC_DEPTH_PROB = 0.2;
+
+/**
+ * Conv (no bias) + BN + activation, named `<prefix>.0` and `<prefix>.1` (torchvision's
+ * `Conv2dNormActivation`). `[n, h, w, in] -> [n, h / stride, w / stride, out]`.
+ */
+class ConvBnAct implements Module<tf.Tensor4D, tf.Tensor4D> {
+  private readonly conv: Conv2d;
+  private readonly bn: BatchNorm;
+
+  constructor(
+    prefix: string,
+    cfg: { in: number; out: number; kernel: number; stride?: number; depthwise?: boolean },
+    private readonly act: Activation,
+  ) {
+    this.conv = new Conv2d(`${prefix}.0`, {
+      inChannels: cfg.in,
+      outChannels: cfg.out,
+      kernelSize: cfg.kernel,
+      stride: cfg.stride ?? 1,
+      padding: (cfg.kernel - 1) >> 1,
+      groups: cfg.depthwise ? cfg.in : 1,
+    });
+    this.bn = new BatchNorm(`${prefix}.1`, { channels: cfg.out, ...BN });
+  }
+
+  init(params: Params, rng: Rng): void {
+    initConvTorchvision(this.conv, params, rng);
+    this.bn.init(params);
+  }
+
+  apply(params: Params, x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
+    const y = this.bn.apply(params, this.conv.apply(params, x), ctx) as tf.Tensor4D;
+    return activate(y, this.act);
+  }
+}
+
+/**
+ * Squeeze-excitation (Hu et al., https://arxiv.org/abs/1709.01507) as EfficientNet uses it:
+ * global average, `fc1` 1x1 conv + SiLU, `fc2` 1x1 conv + sigmoid, channel-wise scale.
+ * `[n, h, w, c]` in and out.
+ */
+class SqueezeExcitation implements Module<tf.Tensor4D, tf.Tensor4D> {
+  private readonly fc1: Conv2d;
+  private readonly fc2: Conv2d;
+
+  constructor(prefix: string, channels: number, squeeze: number) {
+    const fc = { kernelSize: 1, padding: 0, bias: true };
+    this.fc1 = new Conv2d(`${prefix}.fc1`, { inChannels: channels, outChannels: squeeze, ...fc });
+    this.fc2 = new Conv2d(`${prefix}.fc2`, { inChannels: squeeze, outChannels: channels, ...fc });
+  }
+
+  init(params: Params, rng: Rng): void {
+    initConvTorchvision(this.fc1, params, rng);
+    initConvTorchvision(this.fc2, params, rng);
+  }
+
+  apply(params: Params, x: tf.Tensor4D): tf.Tensor4D {
+    const squeezed = tf.mean(x, [1, 2], true) as tf.Tensor4D; // [n, 1, 1, c]
+    const s = activate(this.fc1.apply(params, squeezed), 'silu'); // [n, 1, 1, squeeze]
+    return tf.mul(x, tf.sigmoid(this.fc2.apply(params, s)));
+  }
+}
+
+/** The shape of one MBConv block, after width and depth scaling. */
+interface BlockConfig {
+  in: number;
+  out: number;
+  expand: number;
+  kernel: number;
+  stride: number;
+}
+
+/**
+ * A mobile inverted bottleneck, `features.<i>.<j>.block.<k>`: 1x1 expansion + BN + SiLU (skipped
+ * at expand ratio 1), depthwise kxk with the stride + BN + SiLU, squeeze-excitation whose
+ * bottleneck is `max(1, floor(in / 4))` of the block's input (not expanded) width, 1x1 linear
+ * projection + BN; the input is added back when the stride is 1 and the widths match.
+ */
+class MBConv implements Module<tf.Tensor4D, tf.Tensor4D> {
+  private readonly layers: Module<tf.Tensor4D, tf.Tensor4D>[] = [];
+  private readonly residual: boolean;
+
+  /**
+   * @param stochasticDepthProb torchvision's row-mode StochasticDepth probability for this
+   *   block's residual branch in training; recorded, not applied (see `apply`).
+   */
+  constructor(
+    prefix: string,
+    cfg: BlockConfig,
+    readonly stochasticDepthProb: number,
+  ) {
+    const expanded = makeDivisible(cfg.in * cfg.expand);
+    const block = (): string => `${prefix}.block.${this.layers.length}`;
+
+    if (expanded !== cfg.in) {
+      this.layers.push(new ConvBnAct(block(), { in: cfg.in, out: expanded, kernel: 1 }, 'silu'));
+    }
+    const depthwise = { in: expanded, out: expanded, kernel: cfg.kernel, stride: cfg.stride };
+    this.layers.push(new ConvBnAct(block(), { ...depthwise, depthwise: true }, 'silu'));
+    const squeeze = Math.max(1, Math.floor(cfg.in / 4));
+    this.layers.push(new SqueezeExcitation(block(), expanded, squeeze));
+    this.layers.push(new ConvBnAct(block(), { in: expanded, out: cfg.out, kernel: 1 }, 'identity'));
+    this.residual = cfg.stride === 1 && cfg.in === cfg.out;
+  }
+
+  init(params: Params, rng: Rng): void {
+    for (const layer of this.layers) layer.init(params, rng);
+  }
+
+  apply(params: Params, x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
+    let y = x;
+    for (const layer of this.layers) y = layer.apply(params, y, ctx);
+    // TODO(stochastic-depth): in training, torchvision zeroes this branch for each sample with
+    // probability `stochasticDepthProb` and divides the kept ones by 1 - p. ForwardContext has
+    // no random stream yet, so the branch is always kept unscaled (its expected value): eval
+    // outputs are exact, training-mode ones lack this regularisation.
+    return this.residual ? tf.add(y, x) : y;
+  }
+}
+
+/**
+ * torchvision's EfficientNet Linear init, which core's `Linear` lacks: weight
+ * U(-1/sqrt(out), 1/sqrt(out)) (the bound from the output width), bias 0.
+ */
+function initLinearEfficientNet(linear: Linear, params: Params, rng: Rng): void {
+  linear.init(params, rng);
+  const bound = 1 / Math.sqrt(linear.cfg.outFeatures);
+  const weight = params.get(`${linear.name}.weight`);
+  const bias = params.get(`${linear.name}.bias`);
+  const values = rng.uniformArray(weight.size, -bound, bound);
+  tf.tidy(() => {
+    weight.assign(tf.tensor(values, weight.shape));
+    bias.assign(tf.zerosLike(bias));
+  });
+}
+
+/**
+ * A torchvision EfficientNet (B0, B1). `features.0`: 3x3 stride-2 stem conv to 32 channels + BN
+ * + SiLU (stride 1 with `smallStem`, for 32x32 inputs); `features.1..7`: the MBConv stages, the
+ * first block of each with the stage's stride; `features.8`: 1x1 conv to 4x the last stage's
+ * width (1280) + BN + SiLU; global average pooling (the pooled feature); `classifier.1` Linear
+ * to the classes when built with `withClassifier`.
+ *
+ * TODO(dropout): torchvision's `classifier.0` Dropout(0.2) before `classifier.1` is not applied,
+ * so training-mode logits are the eval-mode ones.
+ * TODO(stochastic-depth): the per-block stochastic depth of training is not applied either (see
+ * `MBConv.apply`); eval-mode outputs equal torchvision's.
+ */
+export class EfficientNet extends BackboneBase {
+  protected readonly classifier: Linear | null;
+  private readonly features: Module<tf.Tensor4D, tf.Tensor4D>[] = [];
+
+  /**
+   * @param arch a key of `EFFICIENTNET_VARIANTS`.
+   * @param opts `widthMultiplier` multiplies the variant's width (every channel count, the
+   *   last conv's included, through `makeDivisible(c * width, 8)`); `output: 'head'` is refused.
+   * @throws for an unknown variant or a bad option, naming it.
+   */
+  constructor(arch: string, opts?: BackboneOptions) {
+    const variant = EFFICIENTNET_VARIANTS[arch];
+    if (!variant) {
+      throw new Error(
+        `EfficientNet: unknown variant '${arch}'; known: ` +
+          Object.keys(EFFICIENTNET_VARIANTS).join(', '),
+      );
+    }
+    const o = resolveOptions('EfficientNet', arch, opts, false);
+    const width = variant.width * o.widthMultiplier;
+    const stages = STAGES.map(([expand, kernel, stride, cin, cout, layers]) => ({
+      expand,
+      kernel,
+      stride,
+      in: makeDivisible(cin * width),
+      out: makeDivisible(cout * width),
+      layers: Math.ceil(layers * variant.depth),
+    }));
+    const lastStage = stages[stages.length - 1]!;
+    const pooledDim = 4 * lastStage.out;
+    super({
+      arch,
+      inChannels: o.inChannels,
+      pooledDim,
+      headDim: 0,
+      numClasses: o.numClasses,
+      output: 'pooled',
+    });
+
+    const stem = { in: o.inChannels, out: stages[0]!.in, kernel: 3, stride: o.smallStem ? 1 : 2 };
+    this.features.push(new ConvBnAct('features.0', stem, 'silu'));
+
+    const totalBlocks = stages.reduce((sum, s) => sum + s.layers, 0);
+    let blockIndex = 0;
+    stages.forEach((s, i) => {
+      for (let j = 0; j < s.layers; j++) {
+        const cfg = { ...s, in: j === 0 ? s.in : s.out, stride: j === 0 ? s.stride : 1 };
+        const p = (STOCHASTIC_DEPTH_PROB * blockIndex++) / totalBlocks;
+        this.features.push(new MBConv(`features.${i + 1}.${j}`, cfg, p));
+      }
+    });
+
+    const last = { in: lastStage.out, out: pooledDim, kernel: 1 };
+    this.features.push(new ConvBnAct(`features.${stages.length + 1}`, last, 'silu'));
+
+    this.classifier =
+      o.numClasses > 0
+        ? new Linear('classifier.1', { inFeatures: pooledDim, outFeatures: o.numClasses })
+        : null;
+  }
+
+  /**
+   * Convs: kaiming-normal fan-out (PyTorch's fan-out for depthwise too), bias 0; BN: weight 1,
+   * bias 0; `classifier.1`: U(-1/sqrt(classes), 1/sqrt(classes)), bias 0.
+   */
+  init(params: Params, rng: Rng): void {
+    for (const layer of this.features) layer.init(params, rng);
+    if (this.classifier) initLinearEfficientNet(this.classifier, params, rng);
+  }
+
+  protected featureMap(params: Params, x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
+    let y = x;
+    for (const layer of this.features) y = layer.apply(params, y, ctx);
+    return y;
+  }
+}
