@@ -44,6 +44,11 @@ export interface LinearProbeOptions {
   lr?: number;
   /** Rows per step (default 256); the last step of an epoch takes the remainder. */
   batchSize?: number;
+  /**
+   * L2 penalty `weightDecay / 2 * ||weight||^2` added to the loss (the bias is not
+   * penalised); default 0, the papers' setting.
+   */
+  weightDecay?: number;
   /** Draws the layer's initial weights, then each epoch's shuffle. */
   rng: Rng;
 }
@@ -92,7 +97,11 @@ export async function linearProbe(opts: LinearProbeOptions): Promise<LinearProbe
   const epochs = opts.epochs ?? 100;
   const lr = opts.lr ?? 1e-2;
   const batchSize = opts.batchSize ?? 256;
+  const weightDecay = opts.weightDecay ?? 0;
   checkInt(fn, 'numClasses', numClasses, 2);
+  if (!(weightDecay >= 0) || !Number.isFinite(weightDecay)) {
+    throw new Error(`${fn}: weightDecay must be a finite number >= 0, got ${weightDecay}`);
+  }
   checkInt(fn, 'epochs', epochs, 0);
   checkPositive(fn, 'lr', lr);
   checkInt(fn, 'batchSize', batchSize, 1);
@@ -141,7 +150,10 @@ export async function linearProbe(opts: LinearProbeOptions): Promise<LinearProbe
           const g = tf.div(tf.sub(tf.softmax(fc.apply(params, xb)), yb), size) as tf.Tensor2D;
 
           // Weight gradient x^T g [dim, C] as a plain matMul of the transposed batch.
-          adam.update([tf.matMul(tf.transpose(xb), g), tf.sum(g, 0)], lrNow);
+          const w = params.get('fc.weight');
+          let gw: tf.Tensor = tf.matMul(tf.transpose(xb), g);
+          if (weightDecay > 0) gw = tf.add(gw, tf.mul(w, weightDecay));
+          adam.update([gw, tf.sum(g, 0)], lrNow);
         });
       }
     }

@@ -87,6 +87,56 @@ describe('linearProbe', () => {
     expect(r.trainTop1).toBeLessThan(0.9);
   });
 
+  it('with weightDecay, stops where the L2-penalised loss is stationary', async () => {
+    // Two overlapping classes in 3-d; at the optimum of mean CE + wd / 2 ||W||^2 the weight
+    // gradient mean_i z_i (p_i - y_i) + wd W vanishes (the bias is not penalised).
+    const rng = new Rng(11);
+    const n = 2000;
+    const dim = 3;
+    const x = new Float32Array(n * dim);
+    const y = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      y[i] = i % 2;
+      for (let d = 0; d < dim; d++) x[i * dim + d] = (y[i] ? 0.5 : -0.5) * (d + 1) + rng.normal();
+    }
+    const fit = (weightDecay: number) =>
+      linearProbe({
+        trainFeatures: x,
+        trainLabels: y,
+        testFeatures: x.subarray(0, 10 * dim),
+        testLabels: y.subarray(0, 10),
+        numClasses: 2,
+        epochs: 200,
+        batchSize: n,
+        lr: 0.05,
+        weightDecay,
+        rng: new Rng(1),
+      });
+    const wd = 0.2;
+    const [free, decayed] = [await fit(0), await fit(wd)];
+    const norm = (w: Float32Array) => Math.hypot(...w);
+    expect(norm(decayed.weights.weight)).toBeLessThan(0.7 * norm(free.weights.weight));
+
+    const { weight, bias, mean, std } = decayed.weights;
+    const grad = new Float64Array(dim * 2);
+    for (let i = 0; i < n; i++) {
+      const z = Array.from({ length: dim }, (_, d) => (x[i * dim + d]! - mean[d]!) / std[d]!);
+      const logit = [0, 1].map(
+        (c) => bias[c]! + z.reduce((s, v, d) => s + v * weight[d * 2 + c]!, 0),
+      );
+      const p1 = 1 / (1 + Math.exp(logit[0]! - logit[1]!));
+      const p = [1 - p1, p1];
+      for (let d = 0; d < dim; d++) {
+        for (let c = 0; c < 2; c++)
+          grad[d * 2 + c]! += (z[d]! * (p[c]! - (y[i] === c ? 1 : 0))) / n;
+      }
+    }
+    for (let k = 0; k < dim * 2; k++) {
+      expect(Math.abs(grad[k]! + wd * weight[k]!)).toBeLessThan(2e-3);
+    }
+    await expect(fit(-1)).rejects.toThrow(/weightDecay must be a finite number >= 0, got -1/);
+  });
+
   it('stays near chance on random labels and is repeatable for a seed', async () => {
     const rng = new Rng(3);
     const dim = 16;
