@@ -1,6 +1,7 @@
 /**
- * The `disco` command line: `pretrain`, `distill`, `eval` and `pipeline`, each with
- * `--help`. Settings come from defaults, then `--config FILE` (JSON), then flags.
+ * The `disco` command line: `pretrain`, `distill`, `eval`, `pipeline`, and the model tools
+ * `inspect`, `import`, `export` and `embed`, each with `--help`. Settings come from defaults,
+ * then `--config FILE` (JSON), then flags.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '@disco/data';
 import { TRAIN_DEFAULTS, type TrainConfig } from './config.js';
 import { evaluateBackbone } from './evaluate.js';
 import { loadModelFile } from './model-file.js';
+import { describeWeights, embed, exportModel, importModel, readWeights } from './model-io.js';
 import { PIPELINE_STUDENT, PIPELINE_TEACHER, runPipeline } from './pipeline.js';
 import { loadData, train } from './train.js';
 
@@ -100,6 +102,17 @@ function resolveConfig(
   return { ...TRAIN_DEFAULTS, ...base, ...fromFile, ...fromFlags, method } as TrainConfig;
 }
 
+function parseList(flag: string) {
+  return (value: string) =>
+    value.split(',').map((part) => {
+      const n = Number(part);
+      if (part.trim() === '' || !Number.isFinite(n)) {
+        throw new Error(`option ${flag}: '${part}' in '${value}' is not a number`);
+      }
+      return n;
+    });
+}
+
 async function startBackend(flags: Record<string, unknown>): Promise<void> {
   const name = await initBackend({ backend: flags.backend as BackendName | undefined });
   process.stderr.write(`backend: ${name}\n`);
@@ -183,12 +196,110 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('inspect')
+    .description('list the tensors of a checkpoint and recognise its architecture')
+    .argument('<file>', 'safetensors, or a PyTorch .pth / .pth.tar checkpoint')
+    .option('--prefix <p>', "prefix to strip instead of detecting one ('' keeps names)")
+    .option('--arch <name>', 'compare with this architecture only')
+    .addOption(backendOption())
+    .action(async (file: string, flags) => {
+      await startBackend(flags);
+      const w = readWeights(file, flags.prefix !== undefined ? { prefix: flags.prefix } : {});
+      process.stdout.write(`${describeWeights(w, { arch: flags.arch })}\n`);
+    });
+
+  program
+    .command('import')
+    .description('import a PyTorch or safetensors checkpoint as a model folder')
+    .argument('<file>', 'safetensors, or a PyTorch .pth / .pth.tar checkpoint')
+    .requiredOption('--out <dir>', 'model folder to write')
+    .option('--arch <name>', 'architecture (default: detected)')
+    .option('--prefix <p>', "prefix to strip instead of detecting one ('' keeps names)")
+    .option('--image-size <n>', 'image side the model expects', parseNumber('--image-size'), 224)
+    .option(
+      '--mean <list>',
+      'per-channel mean of [0, 1] images, comma-separated',
+      parseList('--mean'),
+    )
+    .option('--std <list>', 'per-channel std of [0, 1] images, comma-separated', parseList('--std'))
+    .addOption(
+      new Option('--output <kind>', 'backbone feature: pooled, or head (MobileNetV3)').choices([
+        'pooled',
+        'head',
+      ]),
+    )
+    .addOption(backendOption())
+    .action(async (file: string, flags) => {
+      await startBackend(flags);
+      const r = importModel(file, {
+        out: flags.out,
+        arch: flags.arch,
+        prefix: flags.prefix,
+        imageSize: flags.imageSize,
+        mean: flags.mean,
+        std: flags.std,
+        output: flags.output,
+      });
+      const head = r.match.head
+        ? `projection head ${r.match.head.hiddenDim} -> ${r.match.head.dim}`
+        : 'no projection head';
+      const dropped = r.match.classifier
+        ? `; dropped the ${r.match.classifier.classes}-class classifier`
+        : '';
+      process.stdout.write(
+        `imported ${file} as ${r.spec.arch} ${JSON.stringify(r.spec.backbone)} ` +
+          `(prefix '${r.weights.prefix}', ${r.match.matched} backbone tensors, ${head}${dropped}) ` +
+          `-> ${r.file}\n`,
+      );
+    });
+
+  program
+    .command('export')
+    .description('write a model as a plain safetensors state dict with torchvision names')
+    .argument('<model>', 'model folder or encoder file')
+    .requiredOption('--out <file>', 'safetensors file to write')
+    .option('--with-head', 'include the projection head (head.0, head.2)')
+    .addOption(new Option('--dtype <type>', 'stored float type').choices(['F32', 'F16']))
+    .addOption(backendOption())
+    .action(async (model: string, flags) => {
+      await startBackend(flags);
+      const r = exportModel(model, flags.out, { withHead: flags.withHead, dtype: flags.dtype });
+      process.stdout.write(`exported ${r.arch}: ${r.names.length} tensors -> ${flags.out}\n`);
+    });
+
+  program
+    .command('embed')
+    .description('features of images with a model (eval mode) into a safetensors file')
+    .requiredOption('--model <dir>', 'model folder or encoder file')
+    .requiredOption('--input <file>', 'safetensors file with an NHWC float tensor of images')
+    .requiredOption('--out <file>', 'safetensors file to write (features, head_features)')
+    .option('--key <name>', 'the input tensor, when the file holds several')
+    .option('--batch-size <n>', 'images per forward pass', parseNumber('--batch-size'), 64)
+    .option('--as-is', 'feed the tensor unchanged (no resize, no normalisation)')
+    .addOption(backendOption())
+    .action(async (flags) => {
+      await startBackend(flags);
+      const r = embed({
+        model: flags.model,
+        input: flags.input,
+        out: flags.out,
+        key: flags.key,
+        batchSize: flags.batchSize,
+        asIs: flags.asIs,
+      });
+      const shapes = Object.entries(r.outputs)
+        .map(([k, v]) => `${k} [${v.join(', ')}]`)
+        .join(', ');
+      process.stdout.write(`embedded ${r.count} images: ${shapes} -> ${flags.out}\n`);
+    });
+
+  program
     .command('pipeline')
     .description(
       'train the student with MoCo v2 alone and with DisCo from the teacher, then print one table',
     )
     .option('--data <dir>', 'Fashion-MNIST IDX folder (default: the shipped subset)')
-    .option('--teacher <file>', 'teacher encoder file (default: the shipped MoCo v2 ResNet-50)')
+    .option('--teacher <file>', 'teacher encoder file (default: the shipped MoCo v2 ResNet-18)')
     .option('--pretrain-teacher', 'train the teacher with MoCo v2 first instead')
     .option('--arch <name>', 'student backbone', PIPELINE_STUDENT.arch)
     .option('--epochs <n>', 'student epochs', parseNumber('--epochs'))

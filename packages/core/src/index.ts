@@ -38,8 +38,30 @@ export {
 export {
   fromTorchLayout,
   toTorchLayout,
+  torchShape,
   loadTorchStateDict,
   toTorchStateDict,
 } from './torch-layout.js';
 export { Sgd, cosineLr, type SgdConfig } from './optim.js';
 export { registerFastBatchMatMul } from './fast/batch-matmul.js';
+export {
+  parsePth,
+  readPth,
+  extractStateDict,
+  stripStateDictPrefix,
+  PthError,
+  PthFormatError,
+  PthForbiddenGlobalError,
+  PthStateDictError,
+  PthUnsupportedError,
+  PthGlobal,
+  PthStorage,
+  PthTensor,
+  type ExtractStateDictOptions,
+  type ExtractedStateDict,
+  type PthDtype,
+  type PthFile,
+  type PthGlobalKind,
+  type PthReadOptions,
+  type PthValue,
+} from './pth/index.js';

@@ -21,6 +21,12 @@ const TO_TORCH: Record<Layout, number[] | null> = {
   plain: null,
 };
 
+/** The PyTorch shape of a tfjs-layout tensor of `shape` stored with `layout`. */
+export function torchShape(shape: readonly number[], layout: Layout): number[] {
+  const perm = TO_TORCH[layout];
+  return perm ? perm.map((axis) => shape[axis]!) : [...shape];
+}
+
 /** A PyTorch-layout tensor converted to tfjs layout. */
 export function fromTorchLayout(t: tf.Tensor, layout: Layout): tf.Tensor {
   const perm = TO_TFJS[layout];
