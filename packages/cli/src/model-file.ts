@@ -5,7 +5,8 @@
  * run; `disco distill --teacher FILE` reads one. F16 halves the size of a shipped teacher.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { createBackbone, type BackboneOptions } from '@disco/backbones';
 import {
   bindEncoder,
@@ -28,6 +29,11 @@ export interface EncoderSpec {
   hiddenDim: number;
   /** Embedding width. */
   dim: number;
+  /**
+   * `false`: no projection head, the encoder is the backbone alone and `dim` is its feature
+   * width (an imported checkpoint that has no MoCo head). Default: a head.
+   */
+  head?: boolean;
 }
 
 /** What a model file holds besides its tensors. */
@@ -53,6 +59,10 @@ export interface BuiltEncoder {
 /** Builds an encoder from `spec` with weights initialised from `rng`. */
 export function buildEncoder(spec: EncoderSpec, rng: Rng): BuiltEncoder {
   const backbone = createBackbone(spec.arch, spec.backbone);
+  if (spec.head === false) {
+    const encoder = bindEncoder(backbone, backbone.featureDim, rng);
+    return { encoder, backbone: encoder };
+  }
   const head = new ProjectionHead({
     inDim: backbone.featureDim,
     hiddenDim: spec.hiddenDim,
@@ -76,16 +86,29 @@ export function saveModelFile(
   });
 }
 
-/** sha256 of a file, hex: the identity of a teacher. */
+/** sha256 of a model file (or of a model folder's encoder file), hex: a teacher's identity. */
 export function fileSha256(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
+  return createHash('sha256')
+    .update(readFileSync(modelFilePath(path)))
+    .digest('hex');
 }
 
+/** The encoder file of a model folder (`DIR/encoder.safetensors`), or `path` itself. */
+export function modelFilePath(path: string): string {
+  return existsSync(path) && statSync(path).isDirectory() ? join(path, MODEL_FILE) : path;
+}
+
+/** The file name of the encoder inside a model folder or run folder. */
+export const MODEL_FILE = 'encoder.safetensors';
+
 /**
- * Reads a model file written by `saveModelFile` and rebuilds its encoder.
+ * Reads a model file written by `saveModelFile` (or the model folder holding one) and
+ * rebuilds its encoder.
  * @throws naming the file when it is not a DisCo encoder file or its tensors do not fit.
  */
-export function loadModelFile(path: string): BuiltEncoder & { info: ModelInfo } {
+export function loadModelFile(where: string): BuiltEncoder & { info: ModelInfo } {
+  const path = modelFilePath(where);
+  if (!existsSync(path)) throw new Error(`loadModelFile ${path}: file not found`);
   const file = readSafetensors(path);
   if (file.metadata.format !== 'disco-encoder/1' || !file.metadata.info) {
     throw new Error(

@@ -34,7 +34,16 @@ describe('disco command line', () => {
     expect(top.status).toBe(0);
     for (const cmd of ['pretrain', 'distill', 'eval', 'pipeline'])
       expect(top.stdout).toContain(cmd);
-    for (const cmd of ['pretrain', 'distill', 'eval', 'pipeline']) {
+    for (const cmd of [
+      'pretrain',
+      'distill',
+      'eval',
+      'pipeline',
+      'inspect',
+      'import',
+      'export',
+      'embed',
+    ]) {
       const r = disco([cmd, '--help']);
       expect(r.status, r.all).toBe(0);
       expect(r.stdout).toContain('Usage: disco');
