@@ -156,6 +156,33 @@ describe('import, embed and export', () => {
     }
   });
 
+  it('round trip: export, import the export, export again: identical tensors', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'disco-io-'));
+    // Our teacher: 1 input channel and a projection head, exported with its head.
+    const first = join(dir, 'first.safetensors');
+    exportModel(teacher, first, { withHead: true });
+    const imported = importModel(first, {
+      out: join(dir, 'model'),
+      imageSize: 28,
+      mean: [0.286],
+      std: [0.353],
+    });
+    expect(imported.spec).toMatchObject({ arch: 'resnet18', hiddenDim: 2048, dim: 128 });
+    expect(imported.spec.backbone).toEqual({ inChannels: 1 });
+    const second = join(dir, 'second.safetensors');
+    exportModel(join(dir, 'model'), second, { withHead: true });
+    const a = readSafetensors(first).tensors;
+    const b = readSafetensors(second).tensors;
+    expect([...b.keys()]).toEqual([...a.keys()]);
+    for (const [name, t] of a) {
+      expect(b.get(name)!.shape, name).toEqual(t.shape);
+      expect(
+        Buffer.from(b.get(name)!.values.buffer).equals(Buffer.from(t.values.buffer)),
+        name,
+      ).toBe(true);
+    }
+  });
+
   it('refuses input that does not fit, naming the file, the key and the shape', () => {
     const dir = mkdtempSync(join(tmpdir(), 'disco-io-'));
     const bad = join(dir, 'bad.safetensors');
