@@ -161,10 +161,10 @@ class MBConv implements Module<tf.Tensor4D, tf.Tensor4D> {
   apply(params: Params, x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
     let y = x;
     for (const layer of this.layers) y = layer.apply(params, y, ctx);
-    // TODO(stochastic-depth): in training, torchvision zeroes this branch for each sample with
-    // probability `stochasticDepthProb` and divides the kept ones by 1 - p. ForwardContext has
-    // no random stream yet, so the branch is always kept unscaled (its expected value): eval
-    // outputs are exact, training-mode ones lack this regularisation.
+    // Stochastic depth is off: torchvision's supervised recipe zeroes this branch per sample
+    // with probability `stochasticDepthProb` in training, but DisCo trains its EfficientNet
+    // students with drop_path_rate 0 (DISCO-SPEC 3), and ForwardContext carries no random
+    // stream. Eval outputs equal torchvision's either way.
     return this.residual ? tf.add(y, x) : y;
   }
 }
@@ -192,10 +192,10 @@ function initLinearEfficientNet(linear: Linear, params: Params, rng: Rng): void 
  * width (1280) + BN + SiLU; global average pooling (the pooled feature); `classifier.1` Linear
  * to the classes when built with `withClassifier`.
  *
- * TODO(dropout): torchvision's `classifier.0` Dropout(0.2) before `classifier.1` is not applied,
- * so training-mode logits are the eval-mode ones.
- * TODO(stochastic-depth): the per-block stochastic depth of training is not applied either (see
- * `MBConv.apply`); eval-mode outputs equal torchvision's.
+ * Not applied (DisCo trains EfficientNet with drop_rate 0 and drop_path_rate 0): torchvision's
+ * `classifier.0` Dropout(0.2) before `classifier.1`, so training-mode logits are the eval-mode
+ * ones, and the per-block stochastic depth (see `MBConv.apply`). Eval-mode outputs equal
+ * torchvision's.
  */
 export class EfficientNet extends BackboneBase {
   protected readonly classifier: Linear | null;

@@ -192,8 +192,10 @@ class InvertedResidual implements Module<tf.Tensor4D, tf.Tensor4D> {
  * load; with `output: 'pooled'` and no classifier it takes no part and gets no gradient);
  * `classifier.3` Linear to the classes when built with `withClassifier`.
  *
- * TODO(dropout): torchvision's `classifier.2` Dropout(0.2) before `classifier.3` is not applied,
- * so training-mode logits are the eval-mode ones; the pooled and head features are exact.
+ * Not applied: torchvision's `classifier.2` Dropout(0.2) before `classifier.3` (it only acts on
+ * the logits of supervised training; self-supervised training uses the pooled or head
+ * feature), so training-mode logits are the eval-mode ones; the pooled and head features are
+ * exact.
  */
 export class MobileNetV3 extends BackboneBase {
   protected readonly classifier: Linear | null;
