@@ -3,5 +3,11 @@
  * final embedding onto the teacher's, added to the student's MoCo v2 loss.
  * @packageDocumentation
  */
-export { Teacher, type TeacherBnMode } from './teacher.js';
+export {
+  adaptTeacherInput,
+  Teacher,
+  type Normalisation,
+  type TeacherBnMode,
+  type TeacherInput,
+} from './teacher.js';
 export { consistencyLoss, discoExtraLoss, DISCO_DEFAULTS, type DisCoConfig } from './disco.js';

@@ -9,17 +9,74 @@ import { bindEncoder, type Encoder, l2Normalize, tf } from '@disco/core';
 
 export type TeacherBnMode = 'train' | 'eval';
 
+/** Per-channel normalisation of [0, 1] images (one value for all channels is allowed). */
+export interface Normalisation {
+  mean: readonly number[];
+  std: readonly number[];
+}
+
+/**
+ * How the student's views become the teacher's input when the teacher was trained on other
+ * images: undo the student's normalisation, repeat a grayscale channel for an RGB teacher,
+ * resize to the teacher's side (bilinear, half-pixel centres, as PyTorch's `interpolate` with
+ * `align_corners=False`), and apply the teacher's normalisation. The teacher sees the same
+ * view as the student, as DisCo requires, only in its own input format.
+ */
+export interface TeacherInput {
+  /** The normalisation the views carry. */
+  from: Normalisation;
+  /** The teacher's normalisation, channel count and image side. */
+  to: Normalisation & { channels: number; size: number };
+}
+
+function channelVector(n: Normalisation, key: 'mean' | 'std', channels: number): tf.Tensor1D {
+  const v = n[key];
+  if (v.length !== 1 && v.length !== channels) {
+    throw new Error(
+      `TeacherInput: ${key} has ${v.length} values [${v.join(', ')}] for ${channels} channels`,
+    );
+  }
+  return tf.tensor1d(v.length === channels ? [...v] : Array<number>(channels).fill(v[0]!));
+}
+
+/** The student view `x` in the teacher's input format (see `TeacherInput`). */
+export function adaptTeacherInput(x: tf.Tensor4D, input: TeacherInput): tf.Tensor4D {
+  return tf.tidy(() => {
+    const c = x.shape[3];
+    const { to } = input;
+    if (c !== to.channels && c !== 1) {
+      throw new Error(
+        `TeacherInput: views have ${c} channels, the teacher takes ${to.channels}; only a ` +
+          `1-channel view can be repeated`,
+      );
+    }
+    const fromMean = channelVector(input.from, 'mean', c);
+    const fromStd = channelVector(input.from, 'std', c);
+    let y: tf.Tensor4D = tf.add(tf.mul(x, fromStd), fromMean);
+    if (c !== to.channels) y = tf.tile(y, [1, 1, 1, to.channels]);
+    if (y.shape[1] !== to.size || y.shape[2] !== to.size) {
+      y = tf.image.resizeBilinear(y, [to.size, to.size], false, true);
+    }
+    return tf.div(
+      tf.sub(y, channelVector(to, 'mean', to.channels)),
+      channelVector(to, 'std', to.channels),
+    );
+  });
+}
+
 /** A frozen encoder producing normalised targets. */
 export class Teacher {
   readonly encoder: Encoder;
 
   /**
    * @param encoder the pre-trained encoder; its parameters are copied into frozen variables.
+   * @param input when given, views are converted to the teacher's input format first.
    */
   constructor(
     encoder: Encoder,
     readonly bnMode: TeacherBnMode = 'train',
     readonly bnGroupSize?: number,
+    readonly input?: TeacherInput,
   ) {
     if (bnMode !== 'train' && bnMode !== 'eval') {
       throw new Error(`Teacher: bnMode must be 'train' or 'eval', got '${bnMode}'`);
@@ -29,11 +86,11 @@ export class Teacher {
 
   /** Normalised embeddings `[N, dim]` of images `[N, H, W, C]`, without gradients. */
   embed(x: tf.Tensor4D): tf.Tensor2D {
-    return tf.tidy(() =>
-      l2Normalize(
-        this.encoder.apply(x, { training: this.bnMode === 'train', bnGroupSize: this.bnGroupSize }),
-      ),
-    );
+    return tf.tidy(() => {
+      const input = this.input ? adaptTeacherInput(x, this.input) : x;
+      const ctx = { training: this.bnMode === 'train', bnGroupSize: this.bnGroupSize };
+      return l2Normalize(this.encoder.apply(input, ctx));
+    });
   }
 
   dispose(): void {
