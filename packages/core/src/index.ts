@@ -10,6 +10,7 @@ export { Params, type Layout } from './params.js';
 export {
   Conv2d,
   BatchNorm,
+  BnStatsSink,
   Linear,
   activate,
   globalAvgPool,

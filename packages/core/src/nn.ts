@@ -23,6 +23,99 @@ export interface ForwardContext {
    * gives the plain average of i + 1 passes (precise BN). Default: each layer's own.
    */
   bnMomentum?: number;
+  /**
+   * Micro-batching: training-mode BatchNorm layers hand their batch statistics to this sink
+   * instead of updating their running buffers, so that a batch run as several micro-batches
+   * updates them once, exactly as the whole batch would (see `BnStatsSink`).
+   */
+  bnStats?: BnStatsSink;
+}
+
+/**
+ * Collects the training-mode statistics of BatchNorm layers over the micro-batches of one
+ * batch and applies them once. The running update of a whole batch is
+ * `r <- (1 - m) r + m * mean over its groups of each group's statistic`; with micro-batches
+ * made of whole groups of equal size, that mean is the sum over every micro-batch's groups
+ * divided by their number, which is what `apply` uses. A layer called several times per
+ * batch (both views through one encoder) keeps one slot per call, applied in call order.
+ * Layers are told apart by name, so one sink serves one parameter set.
+ */
+export class BnStatsSink {
+  private readonly slots = new Map<
+    string,
+    {
+      mean: tf.Variable;
+      variance: tf.Variable;
+      momentum: number;
+      sumMean: tf.Tensor;
+      sumVar: tf.Tensor;
+      groups: number;
+    }[]
+  >();
+  private readonly calls = new Map<string, number>();
+
+  /** Starts the next micro-batch: the per-layer call counts restart. */
+  nextMicroBatch(): void {
+    this.calls.clear();
+  }
+
+  /**
+   * Records one call of a layer: the sums over its `groups` groups of the group means and
+   * unbiased variances (`[C]` each; kept and owned by the sink).
+   */
+  add(
+    layer: string,
+    buffers: { mean: tf.Variable; variance: tf.Variable; momentum: number },
+    sumMean: tf.Tensor,
+    sumVar: tf.Tensor,
+    groups: number,
+  ): void {
+    const call = this.calls.get(layer) ?? 0;
+    this.calls.set(layer, call + 1);
+    let list = this.slots.get(layer);
+    if (!list) this.slots.set(layer, (list = []));
+    const slot = list[call];
+    if (slot && slot.mean !== buffers.mean) {
+      tf.dispose([sumMean, sumVar]);
+      throw new Error(
+        `BnStatsSink: layer '${layer}' seen with two parameter sets; use one sink per encoder`,
+      );
+    }
+    if (!slot) {
+      list.push({ ...buffers, sumMean: tf.keep(sumMean), sumVar: tf.keep(sumVar), groups });
+      return;
+    }
+    const [m, v] = [slot.sumMean, slot.sumVar];
+    slot.sumMean = tf.keep(tf.add(m, sumMean));
+    slot.sumVar = tf.keep(tf.add(v, sumVar));
+    slot.groups += groups;
+    tf.dispose([m, v, sumMean, sumVar]);
+  }
+
+  /** Updates every recorded layer's running buffers, call by call, and empties the sink. */
+  apply(): void {
+    tf.tidy(() => {
+      for (const list of this.slots.values()) {
+        for (const s of list) {
+          const m = s.momentum;
+          s.mean.assign(tf.add(tf.mul(s.mean, 1 - m), tf.mul(tf.div(s.sumMean, s.groups), m)));
+          s.variance.assign(
+            tf.add(tf.mul(s.variance, 1 - m), tf.mul(tf.div(s.sumVar, s.groups), m)),
+          );
+        }
+      }
+    });
+    this.dispose();
+  }
+
+  /** Drops what was collected without touching any buffer. */
+  dispose(): void {
+    for (const list of this.slots.values()) {
+      for (const s of list) tf.dispose([s.sumMean, s.sumVar]);
+    }
+    this.slots.clear();
+    this.calls.clear();
+  }
 }
 
 /** A building block: creates its parameters once, then runs on any compatible `Params`. */
@@ -174,6 +267,26 @@ export class BatchNorm implements Module {
     const c = this.cfg.channels;
     const count = x.size / ((n / size) * c);
     const m = ctx.bnMomentum ?? this.momentum;
+    if (ctx.bnStats) {
+      const sink = ctx.bnStats;
+      tf.tidy(() => {
+        const sumMean = tf.sum(tf.reshape(mean, [-1, c]), 0);
+        const sumVar = tf.mul(
+          tf.sum(tf.reshape(variance, [-1, c]), 0),
+          count / Math.max(count - 1, 1),
+        );
+        sink.add(
+          this.name,
+          { mean: runningMean, variance: runningVar, momentum: m },
+          tf.keep(sumMean),
+          tf.keep(sumVar),
+          n / size,
+        );
+      });
+      mean.dispose();
+      variance.dispose();
+      return y;
+    }
     tf.tidy(() => {
       const batchMean = tf.mean(tf.reshape(mean, [-1, c]), 0);
       const unbiased = tf.mul(

@@ -55,11 +55,19 @@ export function discoExtraLoss(
   }
   const t1 = teacher.embed(view1);
   const t2 = views === 'both' ? teacher.embed(view2) : null;
-  const extraLoss: ExtraLoss = ({ embed, q }) => {
+  const n = view1.shape[0];
+  // A micro-batch's targets are its rows of the whole batch's (teacher BN groups are whole
+  // groups of the batch either way).
+  const rowsOf = (t: tf.Tensor2D, start: number, end: number) =>
+    start === 0 && end === n ? t : (tf.slice(t, [start, 0], [end - start, -1]) as tf.Tensor2D);
+  const extraLoss: ExtraLoss = ({ embed, q, view2: v2, rows }) => {
     const terms: Record<string, tf.Scalar> = {
-      mse_v1: tf.mul(consistencyLoss(q, t1), weight) as tf.Scalar,
+      mse_v1: tf.mul(consistencyLoss(q, rowsOf(t1, rows.start, rows.end)), weight) as tf.Scalar,
     };
-    if (t2) terms.mse_v2 = tf.mul(consistencyLoss(embed(view2), t2), weight) as tf.Scalar;
+    if (t2) {
+      const target = rowsOf(t2, rows.start, rows.end);
+      terms.mse_v2 = tf.mul(consistencyLoss(embed(v2), target), weight) as tf.Scalar;
+    }
     return terms;
   };
   return {

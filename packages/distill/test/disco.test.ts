@@ -81,6 +81,42 @@ describe('DisCo step', () => {
     expect(w.trainable).toBe(false);
   });
 
+  it('micro-batched DisCo steps equal whole-batch steps (teacher with train-mode ghost BN)', () => {
+    const steps = (microBatch?: number) => {
+      const moco = new MoCo(encoder(new Rng(4), 6), new Rng(5), {
+        dim: 8,
+        queueSize: 32,
+        bnGroupSize: 4,
+      });
+      const teacher = new Teacher(encoder(new Rng(6), 12), 'train', 4);
+      const data = new Rng(8);
+      const out: number[][] = [];
+      for (let s = 0; s < 2; s++) {
+        const v1 = tf.tensor4d(data.normalArray(16 * 64), [16, 8, 8, 1]);
+        const v2 = tf.tensor4d(data.normalArray(16 * 64), [16, 8, 8, 1]);
+        const t = discoExtraLoss(teacher, v1, v2, { weight: 32 });
+        const m = moco.step(v1, v2, 0.05, { extraLoss: t.extraLoss, microBatch });
+        out.push([m.loss, m.parts.infonce!, m.parts.mse_v1!, m.parts.mse_v2!]);
+        t.dispose();
+        tf.dispose([v1, v2]);
+      }
+      out.push([...moco.query.params.get('conv1.weight').dataSync()]);
+      out.push([...moco.query.params.get('bn1.running_var').dataSync()]);
+      moco.dispose();
+      teacher.dispose();
+      return out.flat();
+    };
+    const whole = steps();
+    for (const micro of [4, 8]) {
+      const got = steps(micro);
+      const worst = whole.reduce(
+        (m, v, i) => Math.max(m, Math.abs(v - got[i]!) / (1 + Math.abs(v))),
+        0,
+      );
+      expect(worst, `microBatch ${micro}`).toBeLessThan(1e-5);
+    }
+  });
+
   it('rejects bad settings by name', () => {
     const teacher = new Teacher(encoder(new Rng(9), 4));
     const x = tf.zeros([2, 8, 8, 1]) as tf.Tensor4D;

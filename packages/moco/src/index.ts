@@ -12,5 +12,6 @@ export {
   type ExtraLoss,
   type MoCoConfig,
   type StepMetrics,
+  type StepOptions,
 } from './moco.js';
 export { mocoStateTensors, loadMocoState } from './state.js';
