@@ -34,6 +34,16 @@ const NUMERIC_FLAGS: [string, Numeric, string][] = [
   ['--distill-weight <x>', 'distillWeight', "weight of each view's consistency term"],
   ['--knn-every <n>', 'knnEvery', 'kNN monitor every N epochs (0: only at the end)'],
   ['--keep-checkpoints <n>', 'keepCheckpoints', 'checkpoints kept'],
+  [
+    '--checkpoint-every <n>',
+    'checkpointEvery',
+    'also checkpoint every N steps inside an epoch (0: only at epoch ends)',
+  ],
+  [
+    '--micro-batch <n>',
+    'microBatch',
+    'run each batch as micro-batches of N images (whole BN groups), gradients summed',
+  ],
 ];
 
 function parseNumber(flag: string) {

@@ -47,8 +47,18 @@ export interface TrainConfig {
   teacherBn: 'train' | 'eval';
   /** Evaluate with kNN every this many epochs (0: only at the end). */
   knnEvery: number;
-  /** Checkpoints kept. */
+  /** Checkpoints kept (at least 1). */
   keepCheckpoints: number;
+  /**
+   * Also write a checkpoint every this many optimizer steps inside an epoch (0: only at
+   * epoch ends). A run resumed from one continues from the exact batch.
+   */
+  checkpointEvery: number;
+  /**
+   * Run each batch as micro-batches of this many images (whole BN groups) with summed
+   * gradients: the same step in less memory (0: the whole batch at once).
+   */
+  microBatch: number;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'method' | 'arch'> = {
@@ -72,6 +82,8 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'method' | 'arch'> = {
   teacherBn: 'train',
   knnEvery: 0,
   keepCheckpoints: 2,
+  checkpointEvery: 0,
+  microBatch: 0,
 };
 
 function fail(where: string, field: string, value: unknown, rule: string): never {
@@ -85,8 +97,11 @@ export function validateTrainConfig(cfg: TrainConfig, where = 'config'): TrainCo
     if (!Number.isInteger(cfg[f]) || cfg[f] <= 0)
       fail(where, f, cfg[f], 'must be a positive integer');
   }
-  for (const f of ['keepCheckpoints', 'knnEvery', 'hiddenDim', 'seed'] as const) {
+  for (const f of ['knnEvery', 'hiddenDim', 'seed', 'checkpointEvery', 'microBatch'] as const) {
     if (!Number.isInteger(cfg[f]) || cfg[f] < 0) fail(where, f, cfg[f], 'must be an integer >= 0');
+  }
+  if (!Number.isInteger(cfg.keepCheckpoints) || cfg.keepCheckpoints < 1) {
+    fail(where, 'keepCheckpoints', cfg.keepCheckpoints, 'must be an integer >= 1');
   }
   for (const f of ['lr', 'temperature', 'widthMultiplier'] as const) {
     if (!(cfg[f] > 0) || !Number.isFinite(cfg[f])) fail(where, f, cfg[f], 'must be a number > 0');
@@ -114,6 +129,19 @@ export function validateTrainConfig(cfg: TrainConfig, where = 'config'): TrainCo
   if (cfg.batchSize % cfg.bnGroupSize !== 0 && cfg.batchSize > cfg.bnGroupSize) {
     fail(where, 'bnGroupSize', cfg.bnGroupSize, `must divide batchSize ${cfg.batchSize}`);
   }
+  if (cfg.microBatch > 0) {
+    if (cfg.batchSize % cfg.microBatch !== 0) {
+      fail(where, 'microBatch', cfg.microBatch, `must divide batchSize ${cfg.batchSize}`);
+    }
+    if (cfg.bnGroupSize < cfg.batchSize && cfg.microBatch % cfg.bnGroupSize !== 0) {
+      fail(
+        where,
+        'microBatch',
+        cfg.microBatch,
+        `must be a multiple of bnGroupSize ${cfg.bnGroupSize} (whole BN groups)`,
+      );
+    }
+  }
   if (cfg.method === 'disco' && !cfg.teacher) {
     fail(where, 'teacher', cfg.teacher, 'a teacher encoder file is required for DisCo');
   }
@@ -127,4 +155,58 @@ export function validateTrainConfig(cfg: TrainConfig, where = 'config'): TrainCo
     fail(where, 'limit', cfg.limit, `must be an integer >= batchSize ${cfg.batchSize}`);
   }
   return cfg;
+}
+
+/**
+ * Fields that may differ between the config stored in a checkpoint and the config of the run
+ * that resumes it. They decide what is logged, monitored or kept on disk, never a number
+ * training computes: `knnEvery` (the kNN monitor's precise BN rewrites only BN running
+ * statistics, which training-mode steps do not read and the final evaluation re-estimates
+ * from scratch), `keepCheckpoints`, `checkpointEvery`, `microBatch` (the same step up to
+ * float rounding, so a run that ran out of memory can resume in smaller pieces), and
+ * `teacher`, a path: the teacher's identity is its sha256, compared on its own. `epochs` is allowed to change too, with the
+ * cosine schedule re-computed (see `compareResumeConfig`). `quiet` is a run option, not a
+ * config field. Every other field must match.
+ */
+export const RESUME_FREE_FIELDS: readonly (keyof TrainConfig)[] = [
+  'knnEvery',
+  'keepCheckpoints',
+  'checkpointEvery',
+  'microBatch',
+  'teacher',
+];
+
+/** How the config of a resumed run relates to the checkpoint's. */
+export interface ResumeConfigCheck {
+  /** The checkpoint's `epochs` when the new config changes it, else null. */
+  oldEpochs: number | null;
+}
+
+/**
+ * Compares the config stored in a checkpoint with the config of the run resuming it. Fields
+ * the stored config lacks (written before they existed) count as their defaults.
+ * @param source the checkpoint file, named in the error.
+ * @throws naming each differing field with its old and new value, unless all differences are
+ *   in `RESUME_FREE_FIELDS` or `epochs`.
+ */
+export function compareResumeConfig(
+  saved: Partial<TrainConfig>,
+  now: TrainConfig,
+  source: string,
+): ResumeConfigCheck {
+  const old = { ...TRAIN_DEFAULTS, ...saved } as Record<string, unknown>;
+  const cur = now as unknown as Record<string, unknown>;
+  const fields = [...new Set([...Object.keys(old), ...Object.keys(cur)])];
+  const changes = fields
+    .filter((f) => f !== 'epochs' && !(RESUME_FREE_FIELDS as readonly string[]).includes(f))
+    .filter((f) => JSON.stringify(old[f]) !== JSON.stringify(cur[f]))
+    .map((f) => `'${f}' was ${JSON.stringify(old[f])}, now ${JSON.stringify(cur[f])}`);
+  if (changes.length > 0) {
+    throw new Error(
+      `resume ${source}: the config differs from the checkpoint's: ${changes.join('; ')}. ` +
+        'Resume with the same settings (only epochs, ' +
+        `${RESUME_FREE_FIELDS.join(', ')} may change), or train in a new run folder`,
+    );
+  }
+  return { oldEpochs: old.epochs === now.epochs ? null : (old.epochs as number) };
 }

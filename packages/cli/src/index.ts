@@ -3,13 +3,22 @@
  * @packageDocumentation
  */
 export { buildProgram, main } from './commands.js';
-export { TRAIN_DEFAULTS, validateTrainConfig, type TrainConfig } from './config.js';
+export {
+  TRAIN_DEFAULTS,
+  validateTrainConfig,
+  compareResumeConfig,
+  RESUME_FREE_FIELDS,
+  type TrainConfig,
+  type ResumeConfigCheck,
+} from './config.js';
 export { train, loadData, specOf, type TrainOptions, type TrainResult } from './train.js';
 export { evaluateBackbone, preprocessFor, type EvalOptions, type EvalResult } from './evaluate.js';
 export {
   buildEncoder,
   loadModelFile,
+  modelFilePath,
   saveModelFile,
+  MODEL_FILE,
   fileSha256,
   type EncoderSpec,
   type ModelInfo,
@@ -26,6 +35,32 @@ export {
   readCheckpoint,
   newestCheckpoint,
   listCheckpoints,
+  checkpointName,
+  findResumePoint,
+  rewindMetrics,
+  removeStaleTemporaries,
+  DamagedCheckpointError,
+  type EpochSums,
+  type LoadedCheckpoint,
+  type ResumePoint,
   type RunState,
 } from './checkpoint.js';
+export {
+  readWeights,
+  detectArchitecture,
+  matchArchitecture,
+  isExactMatch,
+  describeWeights,
+  importModel,
+  exportModel,
+  embed,
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  type ArchMatch,
+  type EmbedOptions,
+  type ImportOptions,
+  type ImportResult,
+  type LoadedWeights,
+  type ReadWeightsOptions,
+} from './model-io.js';
 export { formatTable, type ResultRow } from './table.js';

@@ -99,15 +99,15 @@ describe('disco command line', () => {
     const steps = lines.map((l) => JSON.parse(l)).filter((m) => m.kind === 'step');
     expect(steps).toHaveLength(4); // 128 images / 64 per step x 2 epochs
     expect(readdirSync(join(teacherDir, 'checkpoints'))).toEqual([
-      'ckpt-epoch-0001.safetensors',
-      'ckpt-epoch-0002.safetensors',
+      'ckpt-e0001-s000002.safetensors',
+      'ckpt-e0002-s000004.safetensors',
     ]);
 
     // Resume continues from the newest checkpoint instead of starting again.
     const resumed = disco(['pretrain', ...tiny, '--epochs', '3', '--resume', '--out', teacherDir]);
     expect(resumed.status, resumed.all).toBe(0);
     expect(resumed.stdout).toMatch(
-      /resumed from .*ckpt-epoch-0002\.safetensors \(epoch 2, step 4\)/,
+      /resumed from .*ckpt-e0002-s000004\.safetensors \(epoch 2, step 4\)/,
     );
     expect(resumed.stdout).not.toMatch(/epoch 1\/3/);
     expect(resumed.stdout).toMatch(/epoch 3\/3/);
@@ -143,6 +143,6 @@ describe('disco command line', () => {
       join(out, 'none.st'),
     ]);
     expect(badTeacher.status).toBe(1);
-    expect(badTeacher.stderr).toMatch(/none\.st: cannot read/);
+    expect(badTeacher.stderr).toMatch(/none\.st: file not found/);
   });
 });
