@@ -27,6 +27,7 @@ const NUMERIC_FLAGS: [string, Numeric, string][] = [
   ['--moco-momentum <x>', 'mocoMomentum', 'key encoder EMA momentum'],
   ['--bn-group-size <n>', 'bnGroupSize', 'ghost-BN group size (per-device batch)'],
   ['--hidden-dim <n>', 'hiddenDim', 'projection head hidden width'],
+  ['--dim <n>', 'dim', 'embedding width (the projection head output)'],
   ['--width-multiplier <x>', 'widthMultiplier', 'backbone width multiplier'],
   ['--image-size <n>', 'imageSize', 'side of the training crops'],
   ['--seed <n>', 'seed', 'random seed'],

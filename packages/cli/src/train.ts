@@ -310,6 +310,13 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
   let teacherSha256: string | undefined;
   if (cfg.method === 'disco') {
     const file = loadModelFile(cfg.teacher!);
+    if (file.encoder.outDim !== cfg.dim) {
+      file.encoder.params.dispose();
+      throw new Error(
+        `teacher ${cfg.teacher}: its embedding has ${file.encoder.outDim} dimensions, the ` +
+          `student's field 'dim' is ${cfg.dim}; DisCo compares the two, so they must be equal`,
+      );
+    }
     const teacherChannels = (file.backbone.net as { inChannels?: number }).inChannels ?? 1;
     const same =
       file.info.imageSize === cfg.imageSize &&

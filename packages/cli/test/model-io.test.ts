@@ -245,3 +245,93 @@ describe('the model commands', () => {
     expect(emb.stdout).toMatch(/embedded 2 images: features \[2, 576\], head_features \[2, 1024\]/);
   });
 });
+
+describe('a MoCo v2 teacher from another training setup', () => {
+  it('imports a MoCo v2 checkpoint layout and distils from it at its own input size', () => {
+    // The layout of MoCo v2's checkpoints: module.encoder_q.* with the MLP as fc.0 / fc.2,
+    // beside module.encoder_k.* and the queue; here with our teacher's weights.
+    const dir = mkdtempSync(join(tmpdir(), 'disco-moco-'));
+    const ours = readSafetensors(teacher).tensors;
+    const moco = new Map<string, { shape: number[]; values: Float32Array }>();
+    for (const side of ['encoder_q', 'encoder_k']) {
+      for (const [name, t] of ours) {
+        const torchName = name.replace(/^head\./, 'fc.');
+        moco.set(`module.${side}.${torchName}`, {
+          shape: t.shape,
+          values: t.values as Float32Array,
+        });
+      }
+    }
+    moco.set('module.queue', { shape: [128, 16], values: new Float32Array(128 * 16) });
+    const file = join(dir, 'moco_v2_checkpoint.safetensors');
+    writeSafetensors(file, moco);
+
+    // Recorded at 32 px with another normalisation: distill must convert its views.
+    const model = join(dir, 'teacher');
+    const imp = disco([
+      'import',
+      file,
+      '--out',
+      model,
+      '--image-size',
+      '32',
+      '--mean',
+      '0.5',
+      '--std',
+      '0.25',
+    ]);
+    expect(imp.status, imp.all).toBe(0);
+    expect(imp.stdout).toMatch(
+      /as resnet18 \{"inChannels":1\} \(prefix 'module\.encoder_q\.', 100 backbone tensors, projection head 2048 -> 128\)/,
+    );
+    const run = disco([
+      'distill',
+      '--arch',
+      'mobilenet_v3_small',
+      '--width-multiplier',
+      '0.25',
+      '--limit',
+      '64',
+      '--batch-size',
+      '32',
+      '--queue-size',
+      '64',
+      '--epochs',
+      '1',
+      '--quiet',
+      '--teacher',
+      model,
+      '--out',
+      join(dir, 'run'),
+    ]);
+    expect(run.status, run.all).toBe(0);
+    expect(run.stdout).toMatch(
+      /teacher input: views \(1 channel, 28 px\) converted to the teacher's \(1 channel, 32 px, its mean\/std\)/,
+    );
+    expect(run.stdout).toMatch(/mse_v1 [\d.]+ {2}mse_v2 [\d.]+/);
+
+    const wrongDim = disco([
+      'distill',
+      '--arch',
+      'mobilenet_v3_small',
+      '--limit',
+      '64',
+      '--batch-size',
+      '32',
+      '--queue-size',
+      '64',
+      '--epochs',
+      '1',
+      '--dim',
+      '64',
+      '--teacher',
+      model,
+      '--out',
+      join(dir, 'run2'),
+    ]);
+    expect(wrongDim.status).toBe(1);
+    expect(wrongDim.stderr).toMatch(
+      /embedding has 128 dimensions, the student's field 'dim' is 64/,
+    );
+  });
+});
