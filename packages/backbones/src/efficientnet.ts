@@ -7,11 +7,11 @@
  * 1e-5 momentum 0.1 (PyTorch's defaults, not the 1e-3 of the TensorFlow original), and
  * torchvision's state-dict names (`features.<stage>.<block>.block.<j>...`, `classifier.1`).
  */
-import { activate, BatchNorm, Conv2d, Linear, tf } from '@disco/core';
-import type { Activation, ForwardContext, Module, Params, Rng } from '@disco/core';
+import { Linear, tf } from '@disco/core';
+import type { ForwardContext, Module, Params, Rng } from '@disco/core';
 import { BackboneBase } from './backbone.js';
 import type { BackboneOptions } from './backbone.js';
-import { initConvTorchvision } from './init.js';
+import { ConvNormAct, SqueezeExcitation } from './blocks.js';
 import { makeDivisible } from './mobilenetv3.js';
 import { resolveOptions } from './options.js';
 
@@ -47,70 +47,11 @@ export const EFFICIENTNET_VARIANTS: Readonly<Record<string, EfficientNetVariant>
 /** BatchNorm settings of torchvision's EfficientNet-B0..B7. */
 const BN = { eps: 1e-5, momentum: 0.1 };
 
+/** EfficientNet's squeeze-excitation activations. */
+const SE_ACTS = { inner: 'silu', gate: 'sigmoid' } as const;
+
 /** Stochastic depth probability of the last block; block i of n gets `0.2 * i / n`. */
 const STOCHASTIC_DEPTH_PROB = 0.2;
-
-/**
- * Conv (no bias) + BN + activation, named `<prefix>.0` and `<prefix>.1` (torchvision's
- * `Conv2dNormActivation`). `[n, h, w, in] -> [n, h / stride, w / stride, out]`.
- */
-class ConvBnAct implements Module<tf.Tensor4D, tf.Tensor4D> {
-  private readonly conv: Conv2d;
-  private readonly bn: BatchNorm;
-
-  constructor(
-    prefix: string,
-    cfg: { in: number; out: number; kernel: number; stride?: number; depthwise?: boolean },
-    private readonly act: Activation,
-  ) {
-    this.conv = new Conv2d(`${prefix}.0`, {
-      inChannels: cfg.in,
-      outChannels: cfg.out,
-      kernelSize: cfg.kernel,
-      stride: cfg.stride ?? 1,
-      padding: (cfg.kernel - 1) >> 1,
-      groups: cfg.depthwise ? cfg.in : 1,
-    });
-    this.bn = new BatchNorm(`${prefix}.1`, { channels: cfg.out, ...BN });
-  }
-
-  init(params: Params, rng: Rng): void {
-    initConvTorchvision(this.conv, params, rng);
-    this.bn.init(params);
-  }
-
-  apply(params: Params, x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
-    const y = this.bn.apply(params, this.conv.apply(params, x), ctx) as tf.Tensor4D;
-    return activate(y, this.act);
-  }
-}
-
-/**
- * Squeeze-excitation (Hu et al., https://arxiv.org/abs/1709.01507) as EfficientNet uses it:
- * global average, `fc1` 1x1 conv + SiLU, `fc2` 1x1 conv + sigmoid, channel-wise scale.
- * `[n, h, w, c]` in and out.
- */
-class SqueezeExcitation implements Module<tf.Tensor4D, tf.Tensor4D> {
-  private readonly fc1: Conv2d;
-  private readonly fc2: Conv2d;
-
-  constructor(prefix: string, channels: number, squeeze: number) {
-    const fc = { kernelSize: 1, padding: 0, bias: true };
-    this.fc1 = new Conv2d(`${prefix}.fc1`, { inChannels: channels, outChannels: squeeze, ...fc });
-    this.fc2 = new Conv2d(`${prefix}.fc2`, { inChannels: squeeze, outChannels: channels, ...fc });
-  }
-
-  init(params: Params, rng: Rng): void {
-    initConvTorchvision(this.fc1, params, rng);
-    initConvTorchvision(this.fc2, params, rng);
-  }
-
-  apply(params: Params, x: tf.Tensor4D): tf.Tensor4D {
-    const squeezed = tf.mean(x, [1, 2], true) as tf.Tensor4D; // [n, 1, 1, c]
-    const s = activate(this.fc1.apply(params, squeezed), 'silu'); // [n, 1, 1, squeeze]
-    return tf.mul(x, tf.sigmoid(this.fc2.apply(params, s)));
-  }
-}
 
 /** The shape of one MBConv block, after width and depth scaling. */
 interface BlockConfig {
@@ -144,13 +85,17 @@ class MBConv implements Module<tf.Tensor4D, tf.Tensor4D> {
     const block = (): string => `${prefix}.block.${this.layers.length}`;
 
     if (expanded !== cfg.in) {
-      this.layers.push(new ConvBnAct(block(), { in: cfg.in, out: expanded, kernel: 1 }, 'silu'));
+      this.layers.push(
+        new ConvNormAct(block(), { in: cfg.in, out: expanded, kernel: 1 }, 'silu', BN),
+      );
     }
     const depthwise = { in: expanded, out: expanded, kernel: cfg.kernel, stride: cfg.stride };
-    this.layers.push(new ConvBnAct(block(), { ...depthwise, depthwise: true }, 'silu'));
+    this.layers.push(new ConvNormAct(block(), { ...depthwise, depthwise: true }, 'silu', BN));
     const squeeze = Math.max(1, Math.floor(cfg.in / 4));
-    this.layers.push(new SqueezeExcitation(block(), expanded, squeeze));
-    this.layers.push(new ConvBnAct(block(), { in: expanded, out: cfg.out, kernel: 1 }, 'identity'));
+    this.layers.push(new SqueezeExcitation(block(), expanded, squeeze, SE_ACTS));
+    this.layers.push(
+      new ConvNormAct(block(), { in: expanded, out: cfg.out, kernel: 1 }, 'identity', BN),
+    );
     this.residual = cfg.stride === 1 && cfg.in === cfg.out;
   }
 
@@ -237,7 +182,7 @@ export class EfficientNet extends BackboneBase {
     });
 
     const stem = { in: o.inChannels, out: stages[0]!.in, kernel: 3, stride: o.smallStem ? 1 : 2 };
-    this.features.push(new ConvBnAct('features.0', stem, 'silu'));
+    this.features.push(new ConvNormAct('features.0', stem, 'silu', BN));
 
     const totalBlocks = stages.reduce((sum, s) => sum + s.layers, 0);
     let blockIndex = 0;
@@ -250,7 +195,7 @@ export class EfficientNet extends BackboneBase {
     });
 
     const last = { in: lastStage.out, out: pooledDim, kernel: 1 };
-    this.features.push(new ConvBnAct(`features.${stages.length + 1}`, last, 'silu'));
+    this.features.push(new ConvNormAct(`features.${stages.length + 1}`, last, 'silu', BN));
 
     this.classifier =
       o.numClasses > 0

@@ -5,11 +5,11 @@
  * gate, BN eps 0.001 momentum 0.01, channels rounded by `makeDivisible(c * width, 8)`, and
  * torchvision's state-dict names (`features.<i>.block.<j>...`, `classifier.0`, `classifier.3`).
  */
-import { activate, BatchNorm, Conv2d, Linear, tf } from '@disco/core';
+import { activate, Linear, tf } from '@disco/core';
 import type { Activation, ForwardContext, Module, Params, Rng } from '@disco/core';
 import { BackboneBase } from './backbone.js';
 import type { BackboneOptions } from './backbone.js';
-import { initConvTorchvision } from './init.js';
+import { ConvNormAct, SqueezeExcitation } from './blocks.js';
 import { resolveOptions } from './options.js';
 
 /** One inverted-residual block: kernel, expanded channels, out channels, SE, activation, stride. */
@@ -68,6 +68,9 @@ export const MOBILENET_V3_VARIANTS: Readonly<Record<string, MobileNetV3Variant>>
 /** BatchNorm settings of torchvision's MobileNetV3. */
 const BN = { eps: 0.001, momentum: 0.01 };
 
+/** MobileNetV3's squeeze-excitation activations. */
+const SE_ACTS = { inner: 'relu', gate: 'hardsigmoid' } as const;
+
 /**
  * The channel rounding of the TensorFlow MobileNet code that torchvision keeps: the nearest
  * multiple of `divisor` (at least `divisor`), one step up if that lost more than 10%.
@@ -76,67 +79,6 @@ export function makeDivisible(value: number, divisor = 8): number {
   let rounded = Math.max(divisor, Math.floor(Math.floor(value + divisor / 2) / divisor) * divisor);
   if (rounded < 0.9 * value) rounded += divisor;
   return rounded;
-}
-
-/**
- * Conv (no bias) + BN + activation, named `<prefix>.0` and `<prefix>.1` (torchvision's
- * `Conv2dNormActivation`). `[n, h, w, in] -> [n, h / stride, w / stride, out]`.
- */
-class ConvNormAct implements Module<tf.Tensor4D, tf.Tensor4D> {
-  private readonly conv: Conv2d;
-  private readonly bn: BatchNorm;
-
-  constructor(
-    prefix: string,
-    cfg: { in: number; out: number; kernel: number; stride?: number; depthwise?: boolean },
-    private readonly act: Activation,
-  ) {
-    this.conv = new Conv2d(`${prefix}.0`, {
-      inChannels: cfg.in,
-      outChannels: cfg.out,
-      kernelSize: cfg.kernel,
-      stride: cfg.stride ?? 1,
-      padding: (cfg.kernel - 1) >> 1,
-      groups: cfg.depthwise ? cfg.in : 1,
-    });
-    this.bn = new BatchNorm(`${prefix}.1`, { channels: cfg.out, ...BN });
-  }
-
-  init(params: Params, rng: Rng): void {
-    initConvTorchvision(this.conv, params, rng);
-    this.bn.init(params);
-  }
-
-  apply(params: Params, x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
-    const y = this.bn.apply(params, this.conv.apply(params, x), ctx) as tf.Tensor4D;
-    return activate(y, this.act);
-  }
-}
-
-/**
- * Squeeze-excitation (Hu et al., https://arxiv.org/abs/1709.01507): global average, `fc1`
- * 1x1 conv + ReLU, `fc2` 1x1 conv + hard-sigmoid, channel-wise scale. `[n, h, w, c]` in and out.
- */
-class SqueezeExcitation implements Module<tf.Tensor4D, tf.Tensor4D> {
-  private readonly fc1: Conv2d;
-  private readonly fc2: Conv2d;
-
-  constructor(prefix: string, channels: number, squeeze: number) {
-    const fc = { kernelSize: 1, padding: 0, bias: true };
-    this.fc1 = new Conv2d(`${prefix}.fc1`, { inChannels: channels, outChannels: squeeze, ...fc });
-    this.fc2 = new Conv2d(`${prefix}.fc2`, { inChannels: squeeze, outChannels: channels, ...fc });
-  }
-
-  init(params: Params, rng: Rng): void {
-    initConvTorchvision(this.fc1, params, rng);
-    initConvTorchvision(this.fc2, params, rng);
-  }
-
-  apply(params: Params, x: tf.Tensor4D): tf.Tensor4D {
-    const squeezed = tf.mean(x, [1, 2], true) as tf.Tensor4D; // [n, 1, 1, c]
-    const s = activate(this.fc1.apply(params, squeezed), 'relu');
-    return tf.mul(x, activate(this.fc2.apply(params, s), 'hardsigmoid'));
-  }
 }
 
 /**
@@ -156,20 +98,23 @@ class InvertedResidual implements Module<tf.Tensor4D, tf.Tensor4D> {
     const block = (): string => `${prefix}.block.${this.layers.length}`;
 
     if (expanded !== inChannels) {
-      this.layers.push(new ConvNormAct(block(), { in: inChannels, out: expanded, kernel: 1 }, act));
+      this.layers.push(
+        new ConvNormAct(block(), { in: inChannels, out: expanded, kernel: 1 }, act, BN),
+      );
     }
     this.layers.push(
       new ConvNormAct(
         block(),
         { in: expanded, out: expanded, kernel, stride, depthwise: true },
         act,
+        BN,
       ),
     );
     if (se) {
       const squeeze = makeDivisible(Math.floor(expanded / 4));
-      this.layers.push(new SqueezeExcitation(block(), expanded, squeeze));
+      this.layers.push(new SqueezeExcitation(block(), expanded, squeeze, SE_ACTS));
     }
-    this.layers.push(new ConvNormAct(block(), { in: expanded, out, kernel: 1 }, 'identity'));
+    this.layers.push(new ConvNormAct(block(), { in: expanded, out, kernel: 1 }, 'identity', BN));
     this.residual = stride === 1 && inChannels === out;
   }
 
@@ -232,13 +177,13 @@ export class MobileNetV3 extends BackboneBase {
 
     let c = makeDivisible(variant.stem * width);
     const stem = { in: o.inChannels, out: c, kernel: 3, stride: o.smallStem ? 1 : 2 };
-    this.features.push(new ConvNormAct('features.0', stem, 'hardswish'));
+    this.features.push(new ConvNormAct('features.0', stem, 'hardswish', BN));
     for (const row of variant.rows) {
       this.features.push(new InvertedResidual(`features.${this.features.length}`, c, row, width));
       c = makeDivisible(row[2] * width);
     }
     const last = { in: c, out: pooledDim, kernel: 1 };
-    this.features.push(new ConvNormAct(`features.${this.features.length}`, last, 'hardswish'));
+    this.features.push(new ConvNormAct(`features.${this.features.length}`, last, 'hardswish', BN));
 
     const linear = { normalStd: 0.01 };
     this.head = new Linear('classifier.0', {

@@ -410,7 +410,8 @@ export class Linear implements Module<tf.Tensor2D, tf.Tensor2D> {
 }
 
 /** The activations the supported architectures use, as PyTorch defines them. */
-export type Activation = 'relu' | 'relu6' | 'hardswish' | 'hardsigmoid' | 'silu' | 'identity';
+export type Activation =
+  'relu' | 'relu6' | 'hardswish' | 'hardsigmoid' | 'sigmoid' | 'silu' | 'identity';
 
 export function activate<T extends tf.Tensor>(x: T, kind: Activation): T {
   switch (kind) {
@@ -422,6 +423,8 @@ export function activate<T extends tf.Tensor>(x: T, kind: Activation): T {
       return tf.mul(x, tf.div(tf.relu6(tf.add(x, 3)), 6));
     case 'hardsigmoid':
       return tf.div(tf.relu6(tf.add(x, 3)), 6);
+    case 'sigmoid':
+      return tf.sigmoid(x);
     case 'silu':
       return tf.mul(x, tf.sigmoid(x));
     case 'identity':
