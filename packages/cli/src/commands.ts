@@ -254,9 +254,11 @@ export function buildProgram(): Command {
       const head = r.match.head
         ? `projection head ${r.match.head.hiddenDim} -> ${r.match.head.dim}`
         : 'no projection head';
-      const dropped = r.match.classifier
-        ? `; dropped the ${r.match.classifier.classes}-class classifier`
-        : '';
+      const dropped =
+        (r.match.classifier ? `; dropped the ${r.match.classifier.classes}-class classifier` : '') +
+        (r.match.unexpected.length > 0
+          ? `; left out ${r.match.unexpected.length} other tensors (${r.match.unexpected.slice(0, 3).join(', ')}${r.match.unexpected.length > 3 ? ', ...' : ''})`
+          : '');
       process.stdout.write(
         `imported ${file} as ${r.spec.arch} ${JSON.stringify(r.spec.backbone)} ` +
           `(prefix '${r.weights.prefix}', ${r.match.matched} backbone tensors, ${head}${dropped}) ` +

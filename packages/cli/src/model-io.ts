@@ -418,7 +418,8 @@ export interface ImportResult {
 /**
  * Imports a checkpoint as a model folder (`DIR/encoder.safetensors` in our format, plus a
  * readable `DIR/model.json`): the backbone with torchvision names, the MoCo v2 projection
- * head when the file has one, torchvision's classifier dropped.
+ * head when the file has one; torchvision's classifier and any other tensor (a SwAV
+ * projection head and prototypes, a momentum encoder) are left out and listed in `model.json`.
  * @throws naming the file when the architecture is not recognised or the tensors do not fit.
  */
 export function importModel(file: string, opts: ImportOptions): ImportResult {
@@ -453,8 +454,9 @@ export function importModel(file: string, opts: ImportOptions): ImportResult {
   const built = buildEncoder(spec, new Rng(0));
   if (!best.head) (spec as { dim: number }).dim = built.encoder.outDim;
   const keep = new Map<string, RawTensor>();
+  const unexpected = new Set(best.unexpected);
   for (const [name, t] of weights.tensors) {
-    if (best.classifier?.names.includes(name)) continue;
+    if (best.classifier?.names.includes(name) || unexpected.has(name)) continue;
     keep.set(best.head?.rename.get(name) ?? name, t);
   }
   try {
@@ -472,6 +474,7 @@ export function importModel(file: string, opts: ImportOptions): ImportResult {
         prefixStripped: weights.prefix,
         ...(weights.location ? { location: weights.location } : {}),
         ...(best.classifier ? { classifierDropped: best.classifier.names } : {}),
+        ...(best.unexpected.length > 0 ? { otherTensorsDropped: best.unexpected } : {}),
         ...weights.metadata,
       },
     };

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readSafetensors, tf, writeSafetensors } from '@disco/core';
+import { readPth, readSafetensors, tf, writeSafetensors, type RawTensor } from '@disco/core';
 import {
   describeWeights,
   detectArchitecture,
@@ -135,6 +135,43 @@ describe('import, embed and export', () => {
       expect(maxAbsDiff(got, want)).toBeLessThan(1e-3 * maxAbs(want));
     },
   );
+
+  it('the MoCo-layout .pth.tar gives the features in expected_pooled.pth', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'disco-io-'));
+    importModel(pth('mobilenet_v3_small.moco_checkpoint.pth.tar'), { out: dir });
+    const out = join(dir, 'features.safetensors');
+    embed({ model: dir, input: tv('input.safetensors'), out, asIs: true });
+    const got = readSafetensors(out).tensors.get('features')!.values as Float32Array;
+    const root = readPth(pth('mobilenet_v3_small.expected_pooled.pth')).root as Map<
+      string,
+      RawTensor
+    >;
+    const want = root.get('pooled')!.values as Float32Array;
+    expect(maxAbsDiff(got, want)).toBeLessThan(1e-3 * maxAbs(want));
+  });
+
+  it('leaves out tensors of other heads (a SwAV layout) and lists them', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'disco-io-'));
+    const src = readSafetensors(tv('resnet18/weights.safetensors')).tensors;
+    const swav = new Map<string, { shape: number[]; values: Float32Array }>();
+    for (const [name, t] of src) {
+      if (name.startsWith('fc.') || name.endsWith('num_batches_tracked')) continue;
+      swav.set(`module.${name}`, { shape: t.shape, values: t.values as Float32Array });
+    }
+    swav.set('module.projection_head.0.weight', {
+      shape: [16, 512],
+      values: new Float32Array(16 * 512),
+    });
+    swav.set('module.prototypes.weight', { shape: [8, 16], values: new Float32Array(128) });
+    const file = join(dir, 'swav.safetensors');
+    writeSafetensors(file, swav);
+    const r = importModel(file, { out: join(dir, 'model') });
+    expect(r.weights.prefix).toBe('module.');
+    expect(r.match.unexpected).toEqual(['projection_head.0.weight', 'prototypes.weight']);
+    const info = JSON.parse(readFileSync(join(dir, 'model', 'model.json'), 'utf8'));
+    expect(info.notes.otherTensorsDropped).toEqual(r.match.unexpected);
+    expect(info.spec).toMatchObject({ arch: 'resnet18', head: false, dim: 512 });
+  });
 
   it('exports torchvision names and layouts: the fixture weights come back exactly', () => {
     const dir = mkdtempSync(join(tmpdir(), 'disco-io-'));
