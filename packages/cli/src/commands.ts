@@ -284,7 +284,10 @@ export function buildProgram(): Command {
     .command('embed')
     .description('features of images with a model (eval mode) into a safetensors file')
     .requiredOption('--model <dir>', 'model folder or encoder file')
-    .requiredOption('--input <file>', 'safetensors file with an NHWC float tensor of images')
+    .requiredOption(
+      '--input <path>',
+      'a folder of images, or a safetensors file with an NHWC float tensor of images',
+    )
     .requiredOption('--out <file>', 'safetensors file to write (features, head_features)')
     .option('--key <name>', 'the input tensor, when the file holds several')
     .option('--batch-size <n>', 'images per forward pass', parseNumber('--batch-size'), 64)
@@ -292,7 +295,7 @@ export function buildProgram(): Command {
     .addOption(backendOption())
     .action(async (flags) => {
       await startBackend(flags);
-      const r = embed({
+      const r = await embed({
         model: flags.model,
         input: flags.input,
         out: flags.out,

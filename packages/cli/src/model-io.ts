@@ -5,7 +5,7 @@
  * embedding images with a model. `disco inspect`, `import`, `export` and `embed` are thin
  * wrappers over these.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
 import {
@@ -28,7 +28,9 @@ import {
   writeFileAtomic,
   writeSafetensors,
   type RawTensor,
+  type TensorToWrite,
 } from '@disco/core';
+import { loadImageFolder } from '@disco/data';
 import { preprocessFor } from './evaluate.js';
 import {
   buildEncoder,
@@ -520,31 +522,45 @@ export function exportModel(
 export interface EmbedOptions {
   /** Model folder or encoder file. */
   model: string;
-  /** A safetensors file holding one NHWC float tensor (or the one `key` names). */
+  /**
+   * A safetensors file holding one NHWC float tensor (or the one `key` names), or a folder of
+   * images (JPEG, PNG, WebP; class subfolders or any layout, see `loadImageFolder`).
+   */
   input: string;
   key?: string;
-  /** Output safetensors file: `features` and, where the family has one, `head_features`. */
+  /**
+   * Output safetensors file: `features` and, where the family has one, `head_features`; for a
+   * folder also `labels` (class index per image) and the image paths in the metadata.
+   */
   out: string;
   batchSize?: number;
   /**
    * `true`: feed the tensor to the network unchanged. Default: the tensor holds images in
-   * [0, 1], resized to the model's image size and normalised with its mean and std.
+   * [0, 1], resized to the model's image size and normalised with its mean and std. Images
+   * from a folder are always decoded at the model's size and normalised.
    */
   asIs?: boolean;
+  /** Receives one line per image of a folder that could not be decoded (default stderr). */
+  onWarning?: (line: string) => void;
 }
 
-/**
- * Embeds images with a model in eval mode: the pooled backbone feature (`features`) and,
- * for MobileNetV3, the head feature (`head_features`), written as F32 safetensors.
- * @throws naming the file, the key and the shape when the input does not fit the model.
- */
-export function embed(opts: EmbedOptions): { count: number; outputs: Record<string, number[]> } {
-  const file = readSafetensors(opts.input);
-  let key = opts.key;
+/** Images to embed: NHWC floats and what to write beside the features. */
+interface EmbedInput {
+  values: Float32Array;
+  shape: [number, number, number, number];
+  /** Already at the model's size, in [0, 1]: resize and normalise (not `asIs`). */
+  preprocess: boolean;
+  describe: string;
+  extra: Map<string, TensorToWrite>;
+  metadata: Record<string, string>;
+}
+
+function readTensorInput(path: string, key: string | undefined, channels: number): EmbedInput {
+  const file = readSafetensors(path);
   if (key === undefined) {
     if (file.tensors.size !== 1) {
       throw new Error(
-        `embed ${opts.input}: holds ${file.tensors.size} tensors (${[...file.tensors.keys()].join(', ')}); ` +
+        `embed ${path}: holds ${file.tensors.size} tensors (${[...file.tensors.keys()].join(', ')}); ` +
           `name one with --key`,
       );
     }
@@ -553,29 +569,86 @@ export function embed(opts: EmbedOptions): { count: number; outputs: Record<stri
   const raw = file.tensors.get(key);
   if (!raw) {
     throw new Error(
-      `embed ${opts.input}: no tensor '${key}' (has ${[...file.tensors.keys()].join(', ')})`,
+      `embed ${path}: no tensor '${key}' (has ${[...file.tensors.keys()].join(', ')})`,
     );
   }
+  if (
+    raw.shape.length !== 4 ||
+    raw.shape[3] !== channels ||
+    !(raw.values instanceof Float32Array)
+  ) {
+    throw new Error(
+      `embed ${path}: tensor '${key}' is ${raw.dtype} [${raw.shape}]; the model takes ` +
+        `float NHWC images [N, H, W, ${channels}]`,
+    );
+  }
+  return {
+    values: raw.values,
+    shape: raw.shape as [number, number, number, number],
+    preprocess: true,
+    describe: `${basename(path)}:${key}`,
+    extra: new Map(),
+    metadata: {},
+  };
+}
+
+async function readFolderInput(
+  root: string,
+  size: number,
+  channels: number,
+  onWarning?: (line: string) => void,
+): Promise<EmbedInput> {
+  if (channels !== 1 && channels !== 3) {
+    throw new Error(
+      `embed ${root}: images can be read as 1 or 3 channels; the model takes ${channels}`,
+    );
+  }
+  const set = await loadImageFolder({ root, size, channels, ...(onWarning ? { onWarning } : {}) });
+  const values = new Float32Array(set.images.length);
+  for (let i = 0; i < values.length; i++) values[i] = set.images[i]! / 255;
+  const extra = new Map<string, TensorToWrite>([
+    ['labels', { shape: [set.count], values: Int32Array.from(set.labels), dtype: 'I32' }],
+  ]);
+  return {
+    values,
+    shape: [set.count, size, size, channels],
+    preprocess: true,
+    describe: `${basename(root)}/ (${set.count} images, ${set.skipped.length} skipped)`,
+    extra,
+    metadata: {
+      paths: JSON.stringify(set.paths),
+      classNames: JSON.stringify(set.classNames),
+      skipped: JSON.stringify(set.skipped.map((s) => s.path)),
+    },
+  };
+}
+
+/**
+ * Embeds images with a model in eval mode: the pooled backbone feature (`features`) and,
+ * for MobileNetV3, the head feature (`head_features`), written as F32 safetensors.
+ * @throws naming the file, the key and the shape when the input does not fit the model.
+ */
+export async function embed(
+  opts: EmbedOptions,
+): Promise<{ count: number; outputs: Record<string, number[]> }> {
   const m = loadModelFile(opts.model);
   try {
     const net = m.backbone.net as Backbone;
     const c = net.inChannels;
-    if (raw.shape.length !== 4 || raw.shape[3] !== c || !(raw.values instanceof Float32Array)) {
-      throw new Error(
-        `embed ${opts.input}: tensor '${key}' is ${raw.dtype} [${raw.shape}]; the model takes ` +
-          `float NHWC images [N, H, W, ${c}]`,
-      );
-    }
-    const [n, h, w] = raw.shape as [number, number, number, number];
+    const folder = existsSync(opts.input) && statSync(opts.input).isDirectory();
+    const input = folder
+      ? await readFolderInput(opts.input, m.info.imageSize, c, opts.onWarning)
+      : readTensorInput(opts.input, opts.key, c);
+    const [n, h, w] = input.shape;
     const per = h * w * c;
-    const pre = opts.asIs ? null : preprocessFor(m.info);
+    const pre = opts.asIs && !folder ? null : preprocessFor(m.info);
     const bs = opts.batchSize ?? 64;
     const pooled = new Float32Array(n * net.pooledDim);
     let head: Float32Array | null = null;
     for (let start = 0; start < n; start += bs) {
       const size = Math.min(bs, n - start);
       const [p, hd] = tf.tidy(() => {
-        let x = tf.tensor4d(raw.values.subarray(start * per, (start + size) * per), [
+        let x = tf.tensor4d(input.values.subarray(start * per, (start + size) * per), [
           size,
           h,
           w,
@@ -592,15 +665,17 @@ export function embed(opts: EmbedOptions): { count: number; outputs: Record<stri
       }
       tf.dispose(hd ? [p!, hd] : [p!]);
     }
-    const out = new Map<string, { shape: number[]; values: Float32Array }>([
+    const out = new Map<string, TensorToWrite>([
       ['features', { shape: [n, net.pooledDim], values: pooled }],
     ]);
     if (head) out.set('head_features', { shape: [n, head.length / n], values: head });
+    for (const [k, v] of input.extra) out.set(k, v);
     writeSafetensors(opts.out, out, {
       model: basename(modelFilePath(opts.model)),
       arch: m.info.spec.arch,
-      input: `${basename(opts.input)}:${key}`,
-      preprocessing: opts.asIs ? 'none' : `resize ${m.info.imageSize}, mean/std of the model`,
+      input: input.describe,
+      preprocessing: pre ? `resize ${m.info.imageSize}, mean/std of the model` : 'none',
+      ...input.metadata,
     });
     return {
       count: n,

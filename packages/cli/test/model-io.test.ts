@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,7 +96,7 @@ describe('reading and recognising checkpoints', () => {
 });
 
 describe('import, embed and export', () => {
-  it('an imported .pth reproduces PyTorch: pooled and head features within tolerance', () => {
+  it('an imported .pth reproduces PyTorch: pooled and head features within tolerance', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'disco-io-'));
     const r = importModel(pth('mobilenet_v3_small.state_dict.pth'), { out: dir });
     expect(r.spec).toMatchObject({ arch: 'mobilenet_v3_small', head: false, dim: 576 });
@@ -106,7 +106,7 @@ describe('import, embed and export', () => {
 
     const out = join(dir, 'features.safetensors');
     const before = tf.memory().numTensors;
-    const e = embed({ model: dir, input: tv('input.safetensors'), out, asIs: true });
+    const e = await embed({ model: dir, input: tv('input.safetensors'), out, asIs: true });
     expect(tf.memory().numTensors).toBe(before);
     expect(e.outputs).toEqual({ features: [2, 576], head_features: [2, 1024] });
     const got = readSafetensors(out).tensors;
@@ -123,12 +123,12 @@ describe('import, embed and export', () => {
 
   it.each(['resnet18', 'efficientnet_b0'])(
     'an imported torchvision %s (safetensors) reproduces its pooled features',
-    (arch) => {
+    async (arch) => {
       const dir = mkdtempSync(join(tmpdir(), 'disco-io-'));
       const r = importModel(tv(`${arch}/weights.safetensors`), { out: dir });
       expect(r.spec.arch).toBe(arch);
       const out = join(dir, 'features.safetensors');
-      embed({ model: dir, input: tv('input.safetensors'), out, asIs: true });
+      await embed({ model: dir, input: tv('input.safetensors'), out, asIs: true });
       const got = readSafetensors(out).tensors.get('features')!.values as Float32Array;
       const want = readSafetensors(tv(`${arch}/expected.safetensors`)).tensors.get('pooled')!
         .values as Float32Array;
@@ -136,11 +136,11 @@ describe('import, embed and export', () => {
     },
   );
 
-  it('the MoCo-layout .pth.tar gives the features in expected_pooled.pth', () => {
+  it('the MoCo-layout .pth.tar gives the features in expected_pooled.pth', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'disco-io-'));
     importModel(pth('mobilenet_v3_small.moco_checkpoint.pth.tar'), { out: dir });
     const out = join(dir, 'features.safetensors');
-    embed({ model: dir, input: tv('input.safetensors'), out, asIs: true });
+    await embed({ model: dir, input: tv('input.safetensors'), out, asIs: true });
     const got = readSafetensors(out).tensors.get('features')!.values as Float32Array;
     const root = readPth(pth('mobilenet_v3_small.expected_pooled.pth')).root as Map<
       string,
@@ -220,7 +220,7 @@ describe('import, embed and export', () => {
     }
   });
 
-  it('refuses input that does not fit, naming the file, the key and the shape', () => {
+  it('refuses input that does not fit, naming the file, the key and the shape', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'disco-io-'));
     const bad = join(dir, 'bad.safetensors');
     writeSafetensors(
@@ -237,12 +237,52 @@ describe('import, embed and export', () => {
         out: join(dir, 'o.safetensors'),
         ...(key ? { key } : {}),
       });
-    expect(() => run()).toThrow(/bad\.safetensors: holds 2 tensors \(a, b\); name one with --key/);
-    expect(() => run('c')).toThrow(/no tensor 'c' \(has a, b\)/);
-    expect(() => run('b')).toThrow(
+    await expect(run()).rejects.toThrow(
+      /bad\.safetensors: holds 2 tensors \(a, b\); name one with --key/,
+    );
+    await expect(run('c')).rejects.toThrow(/no tensor 'c' \(has a, b\)/);
+    await expect(run('b')).rejects.toThrow(
       /bad\.safetensors: tensor 'b' is F32 \[2,8,8,3\]; the model takes float NHWC images \[N, H, W, 1\]/,
     );
-    expect(run('a').outputs).toEqual({ features: [2, 512] });
+    expect((await run('a')).outputs).toEqual({ features: [2, 512] });
+  });
+});
+
+describe('embedding a folder of images', () => {
+  it('decodes at the model size, embeds in eval mode and writes labels and paths', async () => {
+    const sharp = (await import('sharp')).default;
+    const root = mkdtempSync(join(tmpdir(), 'disco-embed-'));
+    const imgs = join(root, 'imgs');
+    for (const [cls, grey] of [
+      ['bright', 220],
+      ['dark', 30],
+    ] as const) {
+      mkdirSync(join(imgs, cls), { recursive: true });
+      for (let i = 0; i < 2; i++) {
+        const raw = Buffer.alloc(40 * 40 * 3, grey + 10 * i);
+        await sharp(raw, { raw: { width: 40, height: 40, channels: 3 } })
+          .png()
+          .toFile(join(imgs, cls, `${i}.png`));
+      }
+    }
+    const out = join(root, 'f.safetensors');
+    const r = await embed({ model: teacher, input: imgs, out });
+    expect(r.outputs).toEqual({ features: [4, 512], labels: [4] });
+    const file = readSafetensors(out);
+    expect([...file.tensors.get('labels')!.values]).toEqual([0, 0, 1, 1]);
+    expect(JSON.parse(file.metadata.classNames!)).toEqual(['bright', 'dark']);
+    expect(JSON.parse(file.metadata.paths!)).toHaveLength(4);
+
+    // The same images as a [0, 1] tensor at the model's 28 px give the same features.
+    const values = new Float32Array(4 * 28 * 28);
+    [220, 230, 30, 40].forEach((g, i) => values.fill(g / 255, i * 784, (i + 1) * 784));
+    const tensorFile = join(root, 'x.safetensors');
+    writeSafetensors(tensorFile, new Map([['x', { shape: [4, 28, 28, 1], values }]]));
+    const out2 = join(root, 'g.safetensors');
+    await embed({ model: teacher, input: tensorFile, out: out2 });
+    const a = file.tensors.get('features')!.values as Float32Array;
+    const b = readSafetensors(out2).tensors.get('features')!.values as Float32Array;
+    expect(maxAbsDiff(a, b)).toBeLessThan(1e-4 * maxAbs(b));
   });
 });
 

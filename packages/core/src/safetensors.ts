@@ -90,21 +90,27 @@ export function parseSafetensors(buf: Uint8Array, source = '<buffer>'): Safetens
       `safetensors ${source}: header declares ${headerLen} bytes, file has ${buf.byteLength - 8}`,
     );
   }
-  let header: Record<string, unknown>;
+  let header: unknown;
   try {
     header = JSON.parse(new TextDecoder().decode(buf.subarray(8, 8 + headerLen)));
   } catch (err) {
     throw new Error(`safetensors ${source}: header is not JSON (${(err as Error).message})`);
   }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+    throw new Error(`safetensors ${source}: header is ${JSON.stringify(header)}, not an object`);
+  }
   const data = buf.subarray(8 + headerLen);
   const tensors = new Map<string, RawTensor>();
   let metadata: Record<string, string> = {};
-  for (const [name, entry] of Object.entries(header)) {
+  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      metadata = (entry ?? {}) as Record<string, string>;
+      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+        throw new Error(`safetensors ${source}: '__metadata__' is not an object of strings`);
+      }
+      metadata = entry as Record<string, string>;
       continue;
     }
-    const e = entry as { dtype: string; shape: number[]; data_offsets: [number, number] };
+    const e = checkEntry(entry, name, source);
     const dtype = e.dtype as RawTensor['dtype'];
     const bytes = ELEMENT_BYTES[dtype];
     if (bytes === undefined) {
@@ -121,6 +127,30 @@ export function parseSafetensors(buf: Uint8Array, source = '<buffer>'): Safetens
     tensors.set(name, { dtype, shape: e.shape, values: decode(data, begin, count, dtype) });
   }
   return { tensors, metadata };
+}
+
+/** A header entry with its fields checked: dims and offsets non-negative safe integers. */
+function checkEntry(
+  entry: unknown,
+  name: string,
+  source: string,
+): { dtype: string; shape: number[]; data_offsets: [number, number] } {
+  const bad = (what: string) =>
+    new Error(`safetensors ${source}: tensor '${name}' ${what} (entry ${JSON.stringify(entry)})`);
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+    throw bad('is not an object');
+  }
+  const e = entry as Record<string, unknown>;
+  const index = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  if (typeof e.dtype !== 'string') throw bad("has no string 'dtype'");
+  if (!Array.isArray(e.shape) || !e.shape.every(index)) {
+    throw bad("'shape' is not a list of integers >= 0");
+  }
+  const off = e.data_offsets;
+  if (!Array.isArray(off) || off.length !== 2 || !off.every(index)) {
+    throw bad("'data_offsets' is not a pair of integers >= 0");
+  }
+  return e as { dtype: string; shape: number[]; data_offsets: [number, number] };
 }
 
 function decode(

@@ -135,7 +135,11 @@ export function parseIdx(bytes: Uint8Array, name: string, opts: ReadIdxOptions =
     case 'uint8':
       return { dtype: 'uint8', shape, data: body.slice() };
     case 'int8':
-      return { dtype: 'int8', shape, data: new Int8Array(body.slice().buffer) };
+      return {
+        dtype: 'int8',
+        shape,
+        data: new Int8Array(body.buffer, body.byteOffset, count).slice(),
+      };
     case 'int16': {
       const data = new Int16Array(count);
       for (let i = 0; i < count; i++) data[i] = view.getInt16(headerBytes + 2 * i, false);
