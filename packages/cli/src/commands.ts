@@ -7,15 +7,19 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { initBackend, type BackendName } from '@disco/core';
-import { FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '@disco/data';
 import { TRAIN_DEFAULTS, type TrainConfig } from './config.js';
 import { evaluateBackbone } from './evaluate.js';
 import { loadModelFile } from './model-file.js';
 import { describeWeights, embed, exportModel, importModel, readWeights } from './model-io.js';
 import { PIPELINE_STUDENT, PIPELINE_TEACHER, runPipeline } from './pipeline.js';
-import { loadData, train } from './train.js';
+import { openTrainData } from './datasets.js';
+import { train } from './train.js';
 
 type Numeric = keyof TrainConfig;
+
+const DATA_HELP =
+  'data folder: Fashion-MNIST (IDX), CIFAR-10/100 or STL-10 (binary), or a folder of images ' +
+  '(default: the shipped Fashion-MNIST subset)';
 
 const NUMERIC_FLAGS: [string, Numeric, string][] = [
   ['--epochs <n>', 'epochs', 'training epochs'],
@@ -59,7 +63,7 @@ function parseNumber(flag: string) {
 
 function addTrainFlags(cmd: Command): Command {
   cmd
-    .option('--data <dir>', 'Fashion-MNIST IDX folder (default: the shipped subset)')
+    .option('--data <dir>', DATA_HELP)
     .option('--arch <name>', 'backbone (see disco pretrain --help)')
     .option('--small-stem', 'small-image stem (CIFAR-style ResNet stem)')
     .addOption(
@@ -187,17 +191,25 @@ export function buildProgram(): Command {
     .command('eval')
     .description('kNN and linear-probe top-1 of an encoder file on Fashion-MNIST')
     .argument('<model>', 'encoder file (encoder.safetensors of a run)')
-    .option('--data <dir>', 'Fashion-MNIST IDX folder (default: the shipped subset)')
+    .option('--data <dir>', DATA_HELP)
     .option('--seed <n>', 'seed of the linear probe', parseNumber('--seed'), 0)
     .addOption(backendOption())
     .action(async (model: string, flags) => {
       await startBackend(flags);
       const m = loadModelFile(model);
-      const { evalTrain: tr, test } = loadData({ data: flags.data });
+      const inChannels = (m.backbone.net as { inChannels?: number }).inChannels;
+      const d = await openTrainData({
+        data: flags.data,
+        imageSize: m.info.imageSize,
+        ...(inChannels === 1 || inChannels === 3 ? { channels: inChannels } : {}),
+      });
+      if (!d.test) throw new Error(`eval: ${d.describe}; unlabelled data cannot be scored`);
+      const { evalTrain: tr, test } = d;
+      // The model's own normalisation, the one it was trained with.
       const r = await evaluateBackbone(m.backbone, tr, test, {
         imageSize: m.info.imageSize,
-        mean: FASHION_MNIST_MEAN,
-        std: FASHION_MNIST_STD,
+        mean: m.info.mean,
+        std: m.info.std,
         seed: flags.seed,
       });
       process.stdout.write(

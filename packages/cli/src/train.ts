@@ -35,7 +35,9 @@ import {
   saveCheckpoint,
 } from './checkpoint.js';
 import { compareResumeConfig, type TrainConfig, validateTrainConfig } from './config.js';
-import { evaluateBackbone, type EvalResult } from './evaluate.js';
+import { openTrainData, type TrainData } from './datasets.js';
+import { evaluateBackbone, preprocessFor, type EvalResult } from './evaluate.js';
+import { preciseBatchNorm } from './precise-bn.js';
 import {
   buildEncoder,
   type BuiltEncoder,
@@ -285,12 +287,26 @@ function sameNormalisation(
 export async function train(config: TrainConfig, opts: TrainOptions): Promise<TrainResult> {
   const cfg = validateTrainConfig(config);
   const log = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`));
-  const data =
+  const data: Pick<TrainData, 'train' | 'test' | 'evalTrain' | 'mean' | 'std'> =
     opts.train && opts.test
-      ? { train: opts.train, test: opts.test, evalTrain: opts.train }
-      : loadData(cfg);
+      ? {
+          train: opts.train,
+          test: opts.test,
+          evalTrain: opts.train,
+          mean: [...FASHION_MNIST_MEAN],
+          std: [...FASHION_MNIST_STD],
+        }
+      : await openTrainData({
+          ...(cfg.data !== undefined ? { data: cfg.data } : {}),
+          ...(cfg.limit !== undefined ? { limit: cfg.limit } : {}),
+          imageSize: cfg.imageSize,
+          seed: cfg.seed,
+        }).then((d) => {
+          log(`data: ${d.describe}`);
+          return d;
+        });
   const { train: trainSet, test: testSet, evalTrain } = data;
-  const norm = { mean: [...FASHION_MNIST_MEAN], std: [...FASHION_MNIST_STD] };
+  const norm = { mean: data.mean, std: data.std };
   mkdirSync(opts.runDir, { recursive: true });
   const metricsPath = join(opts.runDir, 'metrics.jsonl');
 
@@ -512,7 +528,12 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
       );
 
       let knn: number | undefined;
-      if (cfg.knnEvery > 0 && (epoch + 1) % cfg.knnEvery === 0 && epoch + 1 < cfg.epochs) {
+      if (
+        testSet &&
+        cfg.knnEvery > 0 &&
+        (epoch + 1) % cfg.knnEvery === 0 &&
+        epoch + 1 < cfg.epochs
+      ) {
         const r = await evaluateBackbone(built.backbone, evalTrain, testSet, {
           imageSize: cfg.imageSize,
           ...norm,
@@ -548,16 +569,27 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
 
   // Evaluation re-estimates the BN running statistics with the final weights (precise BN);
   // the encoder file is written after it, with those statistics.
-  const evalResult = await evaluateBackbone(built.backbone, evalTrain, testSet, {
-    imageSize: cfg.imageSize,
-    ...norm,
-    seed: cfg.seed,
-    preciseBn: { bnGroupSize: cfg.bnGroupSize },
-  });
-  log(
-    `final: kNN top-1 ${(100 * evalResult.knnTop1).toFixed(2)}%  ` +
-      `linear top-1 ${(100 * evalResult.linearTop1).toFixed(2)}%  train ${trainSeconds.toFixed(0)} s`,
-  );
+  let evalResult: EvalResult;
+  if (testSet) {
+    evalResult = await evaluateBackbone(built.backbone, evalTrain, testSet, {
+      imageSize: cfg.imageSize,
+      ...norm,
+      seed: cfg.seed,
+      preciseBn: { bnGroupSize: cfg.bnGroupSize },
+    });
+    log(
+      `final: kNN top-1 ${(100 * evalResult.knnTop1).toFixed(2)}%  ` +
+        `linear top-1 ${(100 * evalResult.linearTop1).toFixed(2)}%  train ${trainSeconds.toFixed(0)} s`,
+    );
+  } else {
+    // Unlabelled data: nothing to score; the BN statistics are still re-estimated.
+    preciseBatchNorm(built.backbone, evalTrain, {
+      bnGroupSize: cfg.bnGroupSize,
+      preprocess: preprocessFor({ imageSize: cfg.imageSize, ...norm }),
+    });
+    evalResult = { knnTop1: NaN, linearTop1: NaN, featureDim: built.backbone.outDim };
+    log(`final: unlabelled data, no evaluation  train ${trainSeconds.toFixed(0)} s`);
+  }
   appendFileSync(
     metricsPath,
     `${JSON.stringify({ kind: 'final', ...evalResult, trainSeconds })}\n`,
