@@ -90,13 +90,50 @@ function backendOption(): Option {
   ]);
 }
 
+/** Fields a config file may set that have no default: their JSON types. */
+const OPTIONAL_FIELDS: Record<string, 'string' | 'number'> = {
+  // A run's own config.json can be given back: its method is the command's anyway.
+  method: 'string',
+  arch: 'string',
+  data: 'string',
+  limit: 'number',
+  teacher: 'string',
+};
+
+/**
+ * Reads a `--config` JSON file: an object whose fields are `TrainConfig`'s, each of its type
+ * (ranges are checked later with the rest of the config).
+ * @throws naming the file, and the field and value where one is wrong.
+ */
 function readConfigFile(path: string): Partial<TrainConfig> {
   if (!existsSync(path)) throw new Error(`--config ${path}: file not found`);
+  let parsed: unknown;
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as Partial<TrainConfig>;
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
     throw new Error(`--config ${path}: not valid JSON (${(err as Error).message})`);
   }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new Error(
+      `--config ${path}: must be a JSON object of settings, got ${JSON.stringify(parsed)}`,
+    );
+  }
+  const types: Record<string, string> = { ...OPTIONAL_FIELDS };
+  for (const [k, v] of Object.entries(TRAIN_DEFAULTS)) types[k] = typeof v;
+  for (const [field, value] of Object.entries(parsed)) {
+    const want = types[field];
+    if (want === undefined) {
+      throw new Error(
+        `--config ${path}: unknown field '${field}'; the fields are ${Object.keys(types).sort().join(', ')}`,
+      );
+    }
+    if (typeof value !== want) {
+      throw new Error(
+        `--config ${path}: field '${field}' is ${JSON.stringify(value)}: must be a ${want}`,
+      );
+    }
+  }
+  return parsed as Partial<TrainConfig>;
 }
 
 function resolveConfig(

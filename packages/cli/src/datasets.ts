@@ -143,7 +143,12 @@ export async function openTrainData(opts: {
 
   // A folder of images.
   const channels = opts.channels ?? 3;
-  const read = (root: string) => loadImageFolder({ root, size: opts.imageSize, channels });
+  let skipped = 0;
+  const read = async (root: string) => {
+    const set = await loadImageFolder({ root, size: opts.imageSize, channels });
+    skipped += set.skipped.length;
+    return set;
+  };
   const splitDir = (names: string[]) =>
     names.map((n) => join(dir, n)).find((d) => existsSync(d) && statSync(d).isDirectory());
   const trainDir = splitDir(['train']);
@@ -192,6 +197,8 @@ export async function openTrainData(opts: {
     evalTrain: full,
     test,
     ...channelStats(full),
-    describe: `image folder ${dir} (${how}): ${full.count} train${test ? `, ${test.count} test` : ''} images at ${opts.imageSize} px`,
+    describe:
+      `image folder ${dir} (${how}): ${full.count} train${test ? `, ${test.count} test` : ''} ` +
+      `images at ${opts.imageSize} px, ${skipped} unreadable files skipped`,
   };
 }

@@ -124,3 +124,26 @@ describe('training on other data', () => {
     expect(r.stdout).toMatch(/final: unlabelled data, no evaluation/);
   });
 });
+
+describe('config files', () => {
+  it('refuse what is not a settings object, naming the file, the field and the value', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'disco-cfg-'));
+    const cases: [string, string, RegExp][] = [
+      ['bad.json', '{"lr": 0.1,', /bad\.json: not valid JSON/],
+      ['list.json', '[1, 2]', /list\.json: must be a JSON object of settings, got \[1,2\]/],
+      [
+        'typo.json',
+        '{"learningRate": 0.1}',
+        /typo\.json: unknown field 'learningRate'; the fields are .*lr/,
+      ],
+      ['type.json', '{"epochs": "ten"}', /type\.json: field 'epochs' is "ten": must be a number/],
+      ['range.json', '{"epochs": -1}', /field 'epochs' is -1: must be a positive integer/],
+    ];
+    for (const [name, text, error] of cases) {
+      writeFileSync(join(dir, name), text);
+      const r = disco(['pretrain', '--config', join(dir, name), '--out', join(dir, 'run')]);
+      expect(r.status, name).toBe(1);
+      expect(r.stderr, name).toMatch(error);
+    }
+  });
+});
