@@ -6,7 +6,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { initBackend, type BackendName } from '@disco/core';
+import { initBackend, tf, type BackendName } from '@disco/core';
+import { BENCH_CASES, peakRssMiB, timeDiscoStep, torchImgPerSec, wasmHeapMiB } from './bench.js';
 import { TRAIN_DEFAULTS, type TrainConfig } from './config.js';
 import { evaluateBackbone } from './evaluate.js';
 import { loadModelFile } from './model-file.js';
@@ -356,6 +357,74 @@ export function buildProgram(): Command {
         .map(([k, v]) => `${k} [${v.join(', ')}]`)
         .join(', ');
       process.stdout.write(`embedded ${r.count} images: ${shapes} -> ${flags.out}\n`);
+    });
+
+  program
+    .command('bench')
+    .description(
+      'images/s of one DisCo step, ours vs PyTorch (bench/torch_step.py) vs stock tfjs cpu',
+    )
+    .option('--cases <list>', 'settings: a (resnet18 @32), b (mobilenet_v3_large @64)', 'a,b')
+    .option('--batches <list>', 'batch sizes', parseList('--batches'), [64, 256])
+    .option('--steps <n>', 'timed steps per setting (after one warm-up)', parseNumber('--steps'), 2)
+    .option(
+      '--micro-batch <n>',
+      'micro-batch for batches above it (bounds the wasm heap)',
+      parseNumber('--micro-batch'),
+      64,
+    )
+    .option('--threads <n>', 'PyTorch threads', parseNumber('--threads'), 2)
+    .option(
+      '--cpu-batch <n>',
+      'batch of the stock tfjs cpu step (0: skip)',
+      parseNumber('--cpu-batch'),
+      4,
+    )
+    .option('--no-torch', 'skip the PyTorch side')
+    .option('--torch-script <file>', 'the PyTorch step', join('bench', 'torch_step.py'))
+    .addOption(backendOption())
+    .action(async (flags) => {
+      await startBackend(flags);
+      const ours = tf.getBackend();
+      const names = String(flags.cases).split(',');
+      for (const c of BENCH_CASES.filter((k) => names.includes(k.name[0]!))) {
+        process.stdout.write(`== ${c.name}\n`);
+        let oursB64: number | null = null;
+        for (const batch of flags.batches as number[]) {
+          const micro = batch > flags.microBatch ? flags.microBatch : undefined;
+          const r = timeDiscoStep(c, { batch, steps: flags.steps, microBatch: micro });
+          if (batch === 64) oursB64 = r.imgPerSec;
+          const heap = wasmHeapMiB();
+          let line =
+            `batch ${batch}${micro ? ` (micro-batches of ${micro})` : ''}: ours (${ours}) ` +
+            `${r.imgPerSec.toFixed(2)} img/s, peak RSS ${peakRssMiB().toFixed(0)} MiB` +
+            (heap !== null ? `, wasm heap ${heap.toFixed(0)} MiB` : '');
+          if (flags.torch) {
+            const t = torchImgPerSec(flags.torchScript, c, {
+              batch,
+              steps: flags.steps,
+              threads: flags.threads,
+            });
+            line +=
+              typeof t === 'number'
+                ? `; PyTorch ${flags.threads} threads ${t.toFixed(2)} img/s; ours / PyTorch ${(r.imgPerSec / t).toFixed(3)}`
+                : `; PyTorch: ${t}`;
+          }
+          process.stdout.write(`${line}\n`);
+        }
+        if (flags.cpuBatch > 0) {
+          await tf.setBackend('cpu');
+          const r = timeDiscoStep(c, { batch: flags.cpuBatch, steps: 1 });
+          await tf.setBackend(ours);
+          const ratio =
+            oursB64 !== null
+              ? `; ours (batch 64) / stock cpu ${(oursB64 / r.imgPerSec).toFixed(0)}`
+              : '';
+          process.stdout.write(
+            `stock tfjs cpu, batch ${flags.cpuBatch}: ${r.imgPerSec.toFixed(4)} img/s${ratio}\n`,
+          );
+        }
+      }
     });
 
   program
