@@ -43,6 +43,7 @@ describe('disco command line', () => {
       'import',
       'export',
       'embed',
+      'bench',
     ]) {
       const r = disco([cmd, '--help']);
       expect(r.status, r.all).toBe(0);
