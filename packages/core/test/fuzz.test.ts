@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { applyDamage, type Damage } from '../../../test-utils/damage.js';
 import {
   PthError,
   PthTensor,
@@ -32,12 +33,6 @@ const RUNS = Number(process.env.DISCO_FUZZ_RUNS ?? 300);
 const CASE_MS = 2000;
 
 /** One way to damage a file, kept as data so fast-check prints and shrinks it. */
-type Damage =
-  | { truncate: number }
-  | { flips: [number, number][] }
-  | { garbage: Uint8Array }
-  | { append: Uint8Array }
-  | { write: number; bytes: readonly number[] };
 
 /** Little-endian values a corrupt length or offset field may hold. */
 const hugeBytes = fc.oneof(
@@ -69,24 +64,6 @@ function damage(near: fc.Arbitrary<number> = anywhere): fc.Arbitrary<Damage> {
     fc.record({ append: fc.uint8Array({ minLength: 1, maxLength: 64 }) }),
     fc.record({ write: near, bytes: hugeBytes }),
   );
-}
-
-function applyDamage(bytes: Uint8Array, list: Damage[]): Uint8Array {
-  let out = Uint8Array.from(bytes);
-  for (const d of list) {
-    if ('truncate' in d) out = out.slice(0, d.truncate % (out.length + 1));
-    else if ('garbage' in d) out = Uint8Array.from(d.garbage);
-    else if ('append' in d) out = Uint8Array.from([...out, ...d.append]);
-    else if ('flips' in d) {
-      for (const [at, mask] of d.flips) if (out.length > 0) out[at % out.length]! ^= mask;
-    } else if (out.length > 0) {
-      d.bytes.forEach((b, i) => {
-        const at = (d.write % out.length) + i;
-        if (at < out.length) out[at] = b;
-      });
-    }
-  }
-  return out;
 }
 
 /** How the cases of the running property ended, so a property that never parses fails. */

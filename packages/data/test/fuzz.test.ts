@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
+import { applyDamage, type Damage } from '../../../test-utils/damage.js';
 import {
   checkImageSet,
   loadCifar10,
@@ -34,12 +35,6 @@ const root = mkdtempSync(join(tmpdir(), 'disco-fuzz-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** One way to damage a file, kept as data so fast-check prints and shrinks it. */
-type Damage =
-  | { truncate: number }
-  | { flips: [number, number][] }
-  | { garbage: Uint8Array }
-  | { append: Uint8Array }
-  | { write: number; bytes: readonly number[] };
 
 /** Values a corrupt length field may hold: 2^32 - 1, 2^31, 2^40 and the like, both orders. */
 const hugeBytes = fc.oneof(
@@ -72,24 +67,6 @@ const damage: fc.Arbitrary<Damage> = fc.oneof(
 
 /** Up to three damages, or none (the intact file must load). */
 const damages = fc.array(damage, { maxLength: 3 });
-
-function applyDamage(bytes: Uint8Array, list: Damage[]): Uint8Array {
-  let out = Uint8Array.from(bytes);
-  for (const d of list) {
-    if ('truncate' in d) out = out.slice(0, d.truncate % (out.length + 1));
-    else if ('garbage' in d) out = Uint8Array.from(d.garbage);
-    else if ('append' in d) out = Uint8Array.from([...out, ...d.append]);
-    else if ('flips' in d) {
-      for (const [at, mask] of d.flips) if (out.length > 0) out[at % out.length]! ^= mask;
-    } else if (out.length > 0) {
-      d.bytes.forEach((b, i) => {
-        const at = (d.write % out.length) + i;
-        if (at < out.length) out[at] = b;
-      });
-    }
-  }
-  return out;
-}
 
 /** How the cases of the running property ended, so a property that never loads fails. */
 const tally = { results: 0, errors: 0 };
