@@ -1,5 +1,5 @@
 /**
- * The two blocks MobileNetV3 and EfficientNet share, with torchvision's names: a convolution
+ * The blocks MobileNetV3 and EfficientNet share, with torchvision's names: a convolution
  * followed by BatchNorm and an activation, and squeeze-excitation. Each family passes its own
  * BatchNorm settings and activations.
  */
@@ -80,5 +80,25 @@ export class SqueezeExcitation implements Module<tf.Tensor4D, tf.Tensor4D> {
     const squeezed = tf.mean(x, [1, 2], true) as tf.Tensor4D; // [n, 1, 1, c]
     const s = activate(this.fc1.apply(params, squeezed), this.acts.inner);
     return tf.mul(x, activate(this.fc2.apply(params, s), this.acts.gate));
+  }
+}
+
+/**
+ * An inverted residual block's plumbing, shared by MobileNetV3 and EfficientNet: the layers a
+ * family's constructor pushes run in order, and the input is added back when `residual`
+ * (stride 1 and equal widths). `[n, h, w, c]` in and out.
+ */
+export abstract class ResidualStack implements Module<tf.Tensor4D, tf.Tensor4D> {
+  protected readonly layers: Module<tf.Tensor4D, tf.Tensor4D>[] = [];
+  protected abstract readonly residual: boolean;
+
+  init(params: Params, rng: Rng): void {
+    for (const layer of this.layers) layer.init(params, rng);
+  }
+
+  apply(params: Params, x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
+    let y = x;
+    for (const layer of this.layers) y = layer.apply(params, y, ctx);
+    return this.residual ? tf.add(y, x) : y;
   }
 }

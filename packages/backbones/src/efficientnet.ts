@@ -11,7 +11,7 @@ import { Linear, tf } from '@disco/core';
 import type { ForwardContext, Module, Params, Rng } from '@disco/core';
 import { BackboneBase } from './backbone.js';
 import type { BackboneOptions } from './backbone.js';
-import { ConvNormAct, SqueezeExcitation } from './blocks.js';
+import { ConvNormAct, ResidualStack, SqueezeExcitation } from './blocks.js';
 import { makeDivisible } from './mobilenetv3.js';
 import { resolveOptions } from './options.js';
 
@@ -68,19 +68,19 @@ interface BlockConfig {
  * bottleneck is `max(1, floor(in / 4))` of the block's input (not expanded) width, 1x1 linear
  * projection + BN; the input is added back when the stride is 1 and the widths match.
  */
-class MBConv implements Module<tf.Tensor4D, tf.Tensor4D> {
-  private readonly layers: Module<tf.Tensor4D, tf.Tensor4D>[] = [];
-  private readonly residual: boolean;
+class MBConv extends ResidualStack {
+  protected readonly residual: boolean;
 
   /**
    * @param stochasticDepthProb torchvision's row-mode StochasticDepth probability for this
-   *   block's residual branch in training; recorded, not applied (see `apply`).
+   *   block's residual branch in training; recorded, not applied (see the note below the constructor).
    */
   constructor(
     prefix: string,
     cfg: BlockConfig,
     readonly stochasticDepthProb: number,
   ) {
+    super();
     const expanded = makeDivisible(cfg.in * cfg.expand);
     const block = (): string => `${prefix}.block.${this.layers.length}`;
 
@@ -99,19 +99,10 @@ class MBConv implements Module<tf.Tensor4D, tf.Tensor4D> {
     this.residual = cfg.stride === 1 && cfg.in === cfg.out;
   }
 
-  init(params: Params, rng: Rng): void {
-    for (const layer of this.layers) layer.init(params, rng);
-  }
-
-  apply(params: Params, x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
-    let y = x;
-    for (const layer of this.layers) y = layer.apply(params, y, ctx);
-    // Stochastic depth is off: torchvision's supervised recipe zeroes this branch per sample
-    // with probability `stochasticDepthProb` in training, but DisCo trains its EfficientNet
-    // students with drop_path_rate 0 (DISCO-SPEC 3), and ForwardContext carries no random
-    // stream. Eval outputs equal torchvision's either way.
-    return this.residual ? tf.add(y, x) : y;
-  }
+  // Stochastic depth is off (see `ResidualStack.apply`): torchvision's supervised recipe
+  // zeroes the residual branch per sample with probability `stochasticDepthProb` in
+  // training, but DisCo trains its EfficientNet students with drop_path_rate 0 (DISCO-SPEC
+  // 3), and ForwardContext carries no random stream. Eval outputs equal torchvision's.
 }
 
 /**

@@ -9,7 +9,7 @@ import { activate, Linear, tf } from '@disco/core';
 import type { Activation, ForwardContext, Module, Params, Rng } from '@disco/core';
 import { BackboneBase } from './backbone.js';
 import type { BackboneOptions } from './backbone.js';
-import { ConvNormAct, SqueezeExcitation } from './blocks.js';
+import { ConvNormAct, ResidualStack, SqueezeExcitation } from './blocks.js';
 import { resolveOptions } from './options.js';
 
 /** One inverted-residual block: kernel, expanded channels, out channels, SE, activation, stride. */
@@ -86,11 +86,11 @@ export function makeDivisible(value: number, divisor = 8): number {
  * equals the input's), depthwise kxk with the stride, optional SE, 1x1 linear projection; the
  * input is added back when the stride is 1 and the widths match.
  */
-class InvertedResidual implements Module<tf.Tensor4D, tf.Tensor4D> {
-  private readonly layers: Module<tf.Tensor4D, tf.Tensor4D>[] = [];
-  private readonly residual: boolean;
+class InvertedResidual extends ResidualStack {
+  protected readonly residual: boolean;
 
   constructor(prefix: string, inChannels: number, row: Row, width: number) {
+    super();
     const [kernel, expandedBase, outBase, se, actName, stride] = row;
     const expanded = makeDivisible(expandedBase * width);
     const out = makeDivisible(outBase * width);
@@ -116,16 +116,6 @@ class InvertedResidual implements Module<tf.Tensor4D, tf.Tensor4D> {
     }
     this.layers.push(new ConvNormAct(block(), { in: expanded, out, kernel: 1 }, 'identity', BN));
     this.residual = stride === 1 && inChannels === out;
-  }
-
-  init(params: Params, rng: Rng): void {
-    for (const layer of this.layers) layer.init(params, rng);
-  }
-
-  apply(params: Params, x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
-    let y = x;
-    for (const layer of this.layers) y = layer.apply(params, y, ctx);
-    return this.residual ? tf.add(y, x) : y;
   }
 }
 
