@@ -48,6 +48,56 @@ export interface BenchResult {
   stepSeconds: number;
 }
 
+/** One DisCo step on random views, set up once: student, momentum encoder, queue, teacher. */
+class DiscoStepRig {
+  private readonly student;
+  private readonly teacher: Teacher;
+  private readonly moco: MoCo;
+  private readonly v1: tf.Tensor4D;
+  private readonly v2: tf.Tensor4D;
+
+  constructor(
+    c: BenchCase,
+    batch: number,
+    private readonly microBatch?: number,
+  ) {
+    this.student = buildEncoder(c.student, new Rng(0));
+    const teacherBuilt = buildEncoder(c.teacher, new Rng(1));
+    this.teacher = new Teacher(teacherBuilt.encoder, 'train', 32);
+    teacherBuilt.encoder.params.dispose();
+    this.moco = new MoCo(this.student.encoder, new Rng(2), { queueSize: 4096, bnGroupSize: 32 });
+    const shape: [number, number, number, number] = [batch, c.imageSize, c.imageSize, 3];
+    this.v1 = tf.randomNormal(shape, 0, 1, 'float32', 3) as tf.Tensor4D;
+    this.v2 = tf.randomNormal(shape, 0, 1, 'float32', 4) as tf.Tensor4D;
+  }
+
+  /** The teacher's targets for both views (the caller disposes them). */
+  targets(): ReturnType<typeof discoExtraLoss> {
+    return discoExtraLoss(this.teacher, this.v1, this.v2);
+  }
+
+  /** The student's MoCo step with the consistency terms of `d`. */
+  update(d: ReturnType<typeof discoExtraLoss>): void {
+    this.moco.step(this.v1, this.v2, 0.01, {
+      extraLoss: d.extraLoss,
+      ...(this.microBatch ? { microBatch: this.microBatch } : {}),
+    });
+  }
+
+  step(): void {
+    const d = this.targets();
+    this.update(d);
+    d.dispose();
+  }
+
+  dispose(): void {
+    tf.dispose([this.v1, this.v2]);
+    this.moco.dispose();
+    this.teacher.dispose();
+    this.student.encoder.params.dispose();
+  }
+}
+
 /**
  * Times `steps` DisCo steps after one warm-up on the current backend, random views, batch
  * `batch` run as micro-batches of `microBatch` (BN groups of 32).
@@ -56,34 +106,106 @@ export function timeDiscoStep(
   c: BenchCase,
   opts: { batch: number; steps: number; microBatch?: number },
 ): BenchResult {
-  const student = buildEncoder(c.student, new Rng(0));
-  const teacherBuilt = buildEncoder(c.teacher, new Rng(1));
-  const teacher = new Teacher(teacherBuilt.encoder, 'train', 32);
-  teacherBuilt.encoder.params.dispose();
-  const moco = new MoCo(student.encoder, new Rng(2), { queueSize: 4096, bnGroupSize: 32 });
-  const shape: [number, number, number, number] = [opts.batch, c.imageSize, c.imageSize, 3];
-  const v1 = tf.randomNormal(shape, 0, 1, 'float32', 3) as tf.Tensor4D;
-  const v2 = tf.randomNormal(shape, 0, 1, 'float32', 4) as tf.Tensor4D;
-  const one = () => {
-    const d = discoExtraLoss(teacher, v1, v2);
-    moco.step(v1, v2, 0.01, {
-      extraLoss: d.extraLoss,
-      ...(opts.microBatch ? { microBatch: opts.microBatch } : {}),
-    });
-    d.dispose();
-  };
+  const rig = new DiscoStepRig(c, opts.batch, opts.microBatch);
   try {
-    one();
+    rig.step();
     const t0 = performance.now();
-    for (let i = 0; i < opts.steps; i++) one();
+    for (let i = 0; i < opts.steps; i++) rig.step();
     const seconds = (performance.now() - t0) / 1000 / opts.steps;
     return { stepSeconds: seconds, imgPerSec: opts.batch / seconds };
   } finally {
-    tf.dispose([v1, v2]);
-    moco.dispose();
-    teacher.dispose();
-    student.encoder.params.dispose();
+    rig.dispose();
   }
+}
+
+/** Time and calls of one kernel in a profiled phase. */
+export interface KernelTime {
+  name: string;
+  ms: number;
+  calls: number;
+}
+
+/** One profiled phase of the DisCo step. */
+export interface PhaseProfile {
+  /** `teacher` (both views' targets) or `student` (MoCo step: key encoder, forward, backward, update). */
+  phase: string;
+  /** Wall time of the phase under the profiler. */
+  wallMs: number;
+  /** Top-level kernels, slowest first. */
+  kernels: KernelTime[];
+}
+
+/** A kernel's name, with BatchNorm's per-group channel means (one-row matMuls) told apart. */
+function kernelLabel(name: string, inputShapes: number[][]): string {
+  const a = inputShapes[0];
+  if (name === 'BatchMatMul' && a !== undefined && a.length === 3 && a[1] === 1) {
+    return 'BatchMatMul (BN channel means)';
+  }
+  return name;
+}
+
+/**
+ * Per-kernel profile of one DisCo step after a warm-up step (`tf.profile`; on wasm every
+ * kernel runs synchronously, so its time is its own). Kernels that our registered gradient
+ * kernels call are counted inside them; the scopes of custom gradients are left out, since
+ * the kernels inside them are listed.
+ */
+export async function profileDiscoStep(
+  c: BenchCase,
+  opts: { batch: number; microBatch?: number },
+): Promise<PhaseProfile[]> {
+  const rig = new DiscoStepRig(c, opts.batch, opts.microBatch);
+  try {
+    rig.step();
+    let d: ReturnType<typeof discoExtraLoss> | undefined;
+    const phases: PhaseProfile[] = [];
+    const run = async (phase: string, f: () => void) => {
+      const t0 = performance.now();
+      const info = await tf.profile(f);
+      const wallMs = performance.now() - t0;
+      const byName = new Map<string, KernelTime>();
+      for (const k of info.kernels) {
+        // Custom-gradient scopes (our BatchNorm) are timed around kernels listed on their own.
+        if (k.name === 'unnamed scope') continue;
+        const name = kernelLabel(k.name, k.inputShapes);
+        const e = byName.get(name) ?? { name, ms: 0, calls: 0 };
+        e.ms += k.kernelTimeMs as number;
+        e.calls += 1;
+        byName.set(name, e);
+      }
+      phases.push({ phase, wallMs, kernels: [...byName.values()].sort((a, b) => b.ms - a.ms) });
+    };
+    await run('teacher', () => {
+      d = rig.targets();
+    });
+    await run('student', () => rig.update(d!));
+    d!.dispose();
+    return phases;
+  } finally {
+    rig.dispose();
+  }
+}
+
+/** The profile as text: per phase, its wall time and its `top` slowest kernels. */
+export function formatProfile(phases: PhaseProfile[], batch: number, top: number): string {
+  const total = phases.reduce((a, p) => a + p.wallMs, 0);
+  const lines = [
+    `profile of one step at batch ${batch}: ${total.toFixed(0)} ms under the profiler`,
+  ];
+  for (const p of phases) {
+    const kernelMs = p.kernels.reduce((a, k) => a + k.ms, 0);
+    lines.push(
+      `  ${p.phase}: ${p.wallMs.toFixed(0)} ms wall (${((100 * p.wallMs) / total).toFixed(1)}% ` +
+        `of the step), kernels ${kernelMs.toFixed(0)} ms`,
+    );
+    for (const k of p.kernels.slice(0, top)) {
+      lines.push(
+        `    ${k.name.padEnd(36)} ${k.ms.toFixed(1).padStart(9)} ms ` +
+          `${((100 * k.ms) / total).toFixed(1).padStart(5)}% ${String(k.calls).padStart(6)} calls`,
+      );
+    }
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 /** PyTorch's img/s for the same step, or a reason it could not be measured. */

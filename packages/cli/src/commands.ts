@@ -6,8 +6,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { initBackend, tf, type BackendName } from '@disco/core';
-import { BENCH_CASES, peakRssMiB, timeDiscoStep, torchImgPerSec, wasmHeapMiB } from './bench.js';
+import { defaultWasmThreads, initBackend, tf, wasmThreads, type BackendName } from '@disco/core';
+import {
+  BENCH_CASES,
+  formatProfile,
+  peakRssMiB,
+  profileDiscoStep,
+  timeDiscoStep,
+  torchImgPerSec,
+  wasmHeapMiB,
+} from './bench.js';
 import { TRAIN_DEFAULTS, type TrainConfig } from './config.js';
 import { evaluateBackbone } from './evaluate.js';
 import { loadModelFile } from './model-file.js';
@@ -167,8 +175,14 @@ function parseList(flag: string) {
 }
 
 async function startBackend(flags: Record<string, unknown>): Promise<void> {
-  const name = await initBackend({ backend: flags.backend as BackendName | undefined });
-  process.stderr.write(`backend: ${name}\n`);
+  const name = await initBackend({
+    backend: flags.backend as BackendName | undefined,
+    ...(typeof flags.threads === 'number' ? { threads: flags.threads } : {}),
+  });
+  const threads = name === 'wasm' ? wasmThreads() : 0;
+  process.stderr.write(
+    `backend: ${name}${threads > 0 ? ` (${threads} thread${threads > 1 ? 's' : ''})` : ''}\n`,
+  );
 }
 
 /** Runs the `disco` program on `argv`; an error prints one line and exits with status 1. */
@@ -373,7 +387,11 @@ export function buildProgram(): Command {
       parseNumber('--micro-batch'),
       32,
     )
-    .option('--threads <n>', 'PyTorch threads', parseNumber('--threads'), 2)
+    .option(
+      '--threads <n>',
+      'threads of both sides: our wasm backend and PyTorch (default: every core)',
+      parseNumber('--threads'),
+    )
     .option(
       '--cpu-batch <n>',
       'batch of the stock tfjs cpu step (0: skip)',
@@ -382,10 +400,13 @@ export function buildProgram(): Command {
     )
     .option('--no-torch', 'skip the PyTorch side')
     .option('--torch-script <file>', 'the PyTorch step', join('bench', 'torch_step.py'))
+    .option('--profile', 'also print a per-kernel profile of one step at the first batch size')
+    .option('--top <n>', 'kernels listed per phase with --profile', parseNumber('--top'), 12)
     .addOption(backendOption())
     .action(async (flags) => {
       await startBackend(flags);
       const ours = tf.getBackend();
+      const threads: number = flags.threads ?? defaultWasmThreads();
       const names = String(flags.cases).split(',');
       for (const c of BENCH_CASES.filter((k) => names.includes(k.name[0]!))) {
         process.stdout.write(`== ${c.name}\n`);
@@ -403,14 +424,20 @@ export function buildProgram(): Command {
             const t = torchImgPerSec(flags.torchScript, c, {
               batch,
               steps: flags.steps,
-              threads: flags.threads,
+              threads,
             });
             line +=
               typeof t === 'number'
-                ? `; PyTorch ${flags.threads} threads ${t.toFixed(2)} img/s; ours / PyTorch ${(r.imgPerSec / t).toFixed(3)}`
+                ? `; PyTorch ${threads} threads ${t.toFixed(2)} img/s; ours / PyTorch ${(r.imgPerSec / t).toFixed(3)}`
                 : `; PyTorch: ${t}`;
           }
           process.stdout.write(`${line}\n`);
+        }
+        if (flags.profile) {
+          const batch = (flags.batches as number[])[0]!;
+          const micro = batch > flags.microBatch ? flags.microBatch : undefined;
+          const phases = await profileDiscoStep(c, { batch, microBatch: micro });
+          process.stdout.write(formatProfile(phases, batch, flags.top));
         }
         if (flags.cpuBatch > 0) {
           await tf.setBackend('cpu');

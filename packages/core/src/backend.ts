@@ -7,6 +7,7 @@
 import { registerFastBatchMatMul } from './fast/batch-matmul.js';
 import { registerWasmTrainingKernels } from './kernels/index.js';
 import { tf } from './tf.js';
+import { checkThreads, defaultWasmThreads, startWasmBackend } from './wasm-threads.js';
 
 /** A backend name DisCo.js knows how to start. */
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
@@ -21,6 +22,12 @@ export const BACKEND_ORDER: readonly BackendName[] = [
 export interface BackendOptions {
   /** Force one backend; also read from `DISCO_BACKEND`. Fails loudly when it cannot start. */
   backend?: BackendName;
+  /**
+   * Threads of the `wasm` backend (1 to 8). Default: `DISCO_WASM_THREADS`, otherwise every
+   * core (see `defaultWasmThreads`). When the threaded build cannot start, the backend
+   * starts on one thread with a warning.
+   */
+  threads?: number;
 }
 
 async function tryNative(pkg: string): Promise<boolean> {
@@ -32,7 +39,22 @@ async function tryNative(pkg: string): Promise<boolean> {
   }
 }
 
-async function start(name: BackendName): Promise<string> {
+async function startWasm(threads: number): Promise<void> {
+  checkThreads(threads, `initBackend: threads ${threads}`);
+  registerWasmTrainingKernels();
+  registerFastBatchMatMul();
+  if (threads > 1) {
+    try {
+      await startWasmBackend(threads);
+      return;
+    } catch (err) {
+      console.warn(`initBackend: wasm on one thread: ${(err as Error).message}`);
+    }
+  }
+  await startWasmBackend(1);
+}
+
+async function start(name: BackendName, opts: BackendOptions): Promise<string> {
   switch (name) {
     case 'tensorflow-gpu':
       if (!(await tryNative('@tensorflow/tfjs-node-gpu'))) {
@@ -45,9 +67,8 @@ async function start(name: BackendName): Promise<string> {
       }
       break;
     case 'wasm':
-      registerWasmTrainingKernels();
-      registerFastBatchMatMul();
-      break;
+      await startWasm(opts.threads ?? defaultWasmThreads());
+      return 'wasm';
     case 'cpu':
       break;
   }
@@ -73,7 +94,7 @@ export async function initBackend(opts: BackendOptions = {}): Promise<string> {
       );
     }
     try {
-      return await start(forced);
+      return await start(forced, opts);
     } catch (err) {
       throw new Error(
         `initBackend: forced backend '${forced}' cannot start: ${(err as Error).message}`,
@@ -82,7 +103,7 @@ export async function initBackend(opts: BackendOptions = {}): Promise<string> {
   }
   for (const name of BACKEND_ORDER) {
     try {
-      return await start(name);
+      return await start(name, opts);
     } catch {
       // Not available here; try the next one.
     }

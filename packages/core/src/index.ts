@@ -4,6 +4,12 @@
  */
 export { tf } from './tf.js';
 export { initBackend, BACKEND_ORDER, type BackendName, type BackendOptions } from './backend.js';
+export {
+  defaultWasmThreads,
+  MAX_WASM_THREADS,
+  startWasmBackend,
+  wasmThreads,
+} from './wasm-threads.js';
 export { registerWasmTrainingKernels } from './kernels/index.js';
 export { Rng, type RngState } from './rng.js';
 export { Params, type Layout } from './params.js';
