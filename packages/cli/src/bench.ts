@@ -19,9 +19,14 @@ export interface BenchCase {
   student: EncoderSpec;
   teacher: EncoderSpec;
   imageSize: number;
+  /** Channels of the views (default 3). */
+  channels?: number;
 }
 
-/** The issue's settings: (a) ResNet-18 small stem at 32 px, (b) MobileNetV3-Large at 64 px. */
+/**
+ * The issue's settings, (a) ResNet-18 small stem at 32 px and (b) MobileNetV3-Large at 64 px,
+ * and (p) the setting `disco pipeline` trains.
+ */
 export const BENCH_CASES: readonly BenchCase[] = [
   {
     name: 'a: resnet18 (small stem) @32, teacher resnet50',
@@ -39,6 +44,18 @@ export const BENCH_CASES: readonly BenchCase[] = [
     },
     teacher: { arch: 'resnet50', backbone: {}, hiddenDim: 2048, dim: 128 },
     imageSize: 64,
+  },
+  {
+    name: "p: the pipeline's mobilenet_v3_small (head) @28, 1 channel, teacher resnet18",
+    student: {
+      arch: 'mobilenet_v3_small',
+      backbone: { output: 'head', inChannels: 1 },
+      hiddenDim: 2048,
+      dim: 128,
+    },
+    teacher: { arch: 'resnet18', backbone: { inChannels: 1 }, hiddenDim: 2048, dim: 128 },
+    imageSize: 28,
+    channels: 1,
   },
 ];
 
@@ -66,7 +83,8 @@ class DiscoStepRig {
     this.teacher = new Teacher(teacherBuilt.encoder, 'train', 32);
     teacherBuilt.encoder.params.dispose();
     this.moco = new MoCo(this.student.encoder, new Rng(2), { queueSize: 4096, bnGroupSize: 32 });
-    const shape: [number, number, number, number] = [batch, c.imageSize, c.imageSize, 3];
+    const ch = c.channels ?? 3;
+    const shape: [number, number, number, number] = [batch, c.imageSize, c.imageSize, ch];
     this.v1 = tf.randomNormal(shape, 0, 1, 'float32', 3) as tf.Tensor4D;
     this.v2 = tf.randomNormal(shape, 0, 1, 'float32', 4) as tf.Tensor4D;
   }
@@ -113,6 +131,46 @@ export function timeDiscoStep(
     for (let i = 0; i < opts.steps; i++) rig.step();
     const seconds = (performance.now() - t0) / 1000 / opts.steps;
     return { stepSeconds: seconds, imgPerSec: opts.batch / seconds };
+  } finally {
+    rig.dispose();
+  }
+}
+
+/** Memory at one point of a soak run. */
+export interface SoakSample {
+  step: number;
+  numTensors: number;
+  rssMiB: number;
+  heapMiB: number | null;
+}
+
+/**
+ * Runs `steps` DisCo steps and samples `tf.memory().numTensors`, the resident set size and
+ * the wasm heap after `warmup` steps and every `every` steps after. A leak shows as a
+ * growing tensor count or RSS; the caller compares the samples with the first.
+ */
+export function soakDiscoStep(
+  c: BenchCase,
+  opts: { batch: number; steps: number; warmup: number; every: number; microBatch?: number },
+  onSample: (s: SoakSample) => void = () => {},
+): SoakSample[] {
+  const rig = new DiscoStepRig(c, opts.batch, opts.microBatch);
+  const samples: SoakSample[] = [];
+  try {
+    for (let step = 1; step <= opts.steps; step++) {
+      rig.step();
+      if (step === opts.warmup || (step > opts.warmup && (step - opts.warmup) % opts.every === 0)) {
+        const s = {
+          step,
+          numTensors: tf.memory().numTensors,
+          rssMiB: process.memoryUsage().rss / 2 ** 20,
+          heapMiB: wasmHeapMiB(),
+        };
+        samples.push(s);
+        onSample(s);
+      }
+    }
+    return samples;
   } finally {
     rig.dispose();
   }
