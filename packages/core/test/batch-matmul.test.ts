@@ -5,31 +5,33 @@ describe('BatchMatMul on wasm with explicit transposes', () => {
   it('matches the cpu backend for every transpose combination and leaks nothing', async () => {
     const rng = new Rng(11);
     const a = rng.normalArray(2 * 5 * 7);
-    const b = rng.normalArray(2 * 7 * 3);
+    const b = rng.normalArray(2 * 5 * 7);
+    const t = (v: Float32Array, shape: number[]) =>
+      tf.tensor(
+        v.slice(
+          0,
+          shape.reduce((x, y) => x * y, 1),
+        ),
+        shape,
+      ) as tf.Tensor3D;
     const cases: [boolean, boolean, [number, number, number], [number, number, number]][] = [
       [false, false, [2, 5, 7], [2, 7, 3]],
       [true, false, [2, 7, 5], [2, 7, 3]],
       [false, true, [2, 5, 7], [2, 3, 7]],
       [true, true, [2, 7, 5], [2, 3, 7]],
+      // a b^T with b larger than a and the product: computed as (b a^T)^T.
+      [false, true, [2, 1, 7], [2, 5, 7]],
     ];
     const expected: Float32Array[] = [];
     await tf.setBackend('cpu');
     for (const [ta, tb, sa, sb] of cases) {
-      expected.push(
-        tf
-          .matMul(tf.tensor(a, sa) as tf.Tensor3D, tf.tensor(b, sb) as tf.Tensor3D, ta, tb)
-          .dataSync() as Float32Array,
-      );
+      expected.push(tf.matMul(t(a, sa), t(b, sb), ta, tb).dataSync() as Float32Array);
     }
     registerFastBatchMatMul();
     await tf.setBackend('wasm');
     const before = tf.memory().numTensors;
     cases.forEach(([ta, tb, sa, sb], i) => {
-      const got = tf.tidy(() =>
-        tf
-          .matMul(tf.tensor(a, sa) as tf.Tensor3D, tf.tensor(b, sb) as tf.Tensor3D, ta, tb)
-          .dataSync(),
-      );
+      const got = tf.tidy(() => tf.matMul(t(a, sa), t(b, sb), ta, tb).dataSync());
       const err = Math.max(...got.map((v, j) => Math.abs(v - expected[i]![j]!)));
       expect(err).toBeLessThan(1e-5);
     });

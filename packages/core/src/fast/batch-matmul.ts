@@ -3,7 +3,9 @@
  * `a^T b` at ~0.7 GFLOP/s and `a b^T` at ~2 GFLOP/s against ~26 GFLOP/s for the plain
  * layout (measured, see shared/reference/PERF.md). Every Dense-layer gradient and the
  * InfoNCE gradient against the queue hit those paths. This kernel transposes the operand
- * explicitly (a fast memory pass) and calls the backend's own plain kernel.
+ * explicitly (a fast memory pass) and calls the backend's own plain kernel; for `a b^T` with
+ * a large `b` it transposes `a` and the product instead (3-5x faster on the Dense and queue
+ * gradients, bit-identical).
  */
 import { tf } from '../tf.js';
 
@@ -22,6 +24,18 @@ function transposeInfo(info: tf.TensorInfo, backend: tf.KernelBackend): tf.Tenso
   }) as tf.TensorInfo;
 }
 
+const size = (shape: number[]) => shape.reduce((x, y) => x * y, 1);
+
+/**
+ * Whether `a b^T` is cheaper as `(b a^T)^T`: the right operand of the plain kernel is
+ * repacked at every call, so transposing and repacking a large `b` (a Dense weight in its
+ * input gradient, the queue in InfoNCE's) costs more than transposing `a` and the product.
+ */
+function swapPays(a: number[], b: number[]): boolean {
+  const out = size(a.slice(0, -1)) * b[b.length - 2]!;
+  return size(b) > size(a) + out;
+}
+
 const batchMatMulConfig: tf.KernelConfig = {
   kernelName: tf.BatchMatMul,
   backendName: 'wasm',
@@ -33,6 +47,19 @@ const batchMatMulConfig: tf.KernelConfig = {
       transposeB: boolean;
     };
     if (!transposeA && !transposeB) return original!.kernelFunc({ inputs, attrs, backend: kb });
+    if (!transposeA && swapPays(a.shape, b.shape)) {
+      // a b^T = (b a^T)^T: transpose the small a and the small product, not the large b.
+      const at = transposeInfo(a, backend);
+      const product = original!.kernelFunc({
+        inputs: { a: b, b: at } as unknown as tf.NamedTensorInfoMap,
+        attrs: { ...attrs, transposeA: false, transposeB: false },
+        backend,
+      }) as tf.TensorInfo;
+      const out = transposeInfo(product, backend);
+      backend.disposeData(at.dataId);
+      backend.disposeData(product.dataId);
+      return out;
+    }
     const at = transposeA ? transposeInfo(a, backend) : a;
     const bt = transposeB ? transposeInfo(b, backend) : b;
     const out = original!.kernelFunc({
