@@ -71,8 +71,10 @@ export function conv2dFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, attrs: Attrs):
 
 /**
  * A 1x1 conv without padding: dW = x_s^T dy over the N*Ho*Wo pixels, where x_s is x at the
- * strided positions; one plain matmul (wasm's transposed matmuls are 10-30x slower, so the
- * smaller operand is transposed explicitly).
+ * strided positions; one plain matmul after an explicit transpose (wasm's transposed matmuls
+ * are 10-30x slower). The plain kernel repacks its right operand at every call, at about a
+ * third of the speed of a transpose, so the narrower of x_s and dy goes on the right:
+ * (dy^T x_s)^T when Ci <= Co (2-8x faster on MobileNet's expansions), x_s^T dy otherwise.
  */
 function pointwiseFilterGrad(
   x: tf.Tensor4D,
@@ -93,7 +95,7 @@ function pointwiseFilterGrad(
   const x2 = tf.reshape(xs, [k, ci]);
   const dy2 = tf.reshape(dy, [k, co]);
   const dw =
-    ci <= co ? tf.matMul(tf.transpose(x2), dy2) : tf.transpose(tf.matMul(tf.transpose(dy2), x2));
+    ci <= co ? tf.transpose(tf.matMul(tf.transpose(dy2), x2)) : tf.matMul(tf.transpose(x2), dy2);
   return tf.reshape(dw, [1, 1, ci, co]);
 }
 
