@@ -11,3 +11,12 @@ export {
   type TeacherInput,
 } from './teacher.js';
 export { consistencyLoss, discoExtraLoss, DISCO_DEFAULTS, type DisCoConfig } from './disco.js';
+export { EmbeddingQueue, type Objective, type ObjectiveStep } from './objectives.js';
+export { Seed, SEED_DEFAULTS, seedLoss, type SeedConfig } from './seed.js';
+export {
+  CompRess,
+  COMPRESS_DEFAULTS,
+  compressLoss,
+  type CompRessConfig,
+  type CompRessVariant,
+} from './compress.js';
