@@ -334,8 +334,9 @@ function batchNormTrain(
   const groupMean = (t: tf.Tensor) =>
     tf.tidy(() => {
       if (pixels > 1) {
-        const [, h, w] = shape as [number, number, number, number];
-        const perImage = tf.avgPool(tf.reshape(t, shape) as tf.Tensor4D, [h, w], 1, 'valid');
+        const [n, h, w] = shape as [number, number, number, number];
+        const image = tf.reshape<tf.Rank.R4>(t, [n, h, w, c]);
+        const perImage = tf.avgPool(image, [h, w], 1, 'valid');
         return tf.reshape(tf.mean(tf.reshape(perImage, [groups, perGroup, c]), 1), statShape);
       }
       return tf.reshape(
