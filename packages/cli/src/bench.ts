@@ -204,9 +204,9 @@ function kernelLabel(name: string, inputShapes: number[][]): string {
 
 /**
  * Per-kernel profile of one DisCo step after a warm-up step (`tf.profile`; on wasm every
- * kernel runs synchronously, so its time is its own). Kernels that our registered gradient
- * kernels call are counted inside them; the scopes of custom gradients are left out, since
- * the kernels inside them are listed.
+ * kernel runs synchronously, so its time is its own). The kernels our registered gradient
+ * kernels run are counted inside them, and the scopes of custom gradients are left out
+ * (the kernels inside them are listed), so each millisecond is counted once.
  */
 export async function profileDiscoStep(
   c: BenchCase,
@@ -223,8 +223,9 @@ export async function profileDiscoStep(
       const wallMs = performance.now() - t0;
       const byName = new Map<string, KernelTime>();
       for (const k of info.kernels) {
-        // Custom-gradient scopes (our BatchNorm) are timed around kernels listed on their own.
-        if (k.name === 'unnamed scope') continue;
+        // Custom-gradient scopes (our BatchNorm) are timed around kernels listed on their own,
+        // and the kernels our gradient kernels run are timed inside them.
+        if (k.name === 'unnamed scope' || (k as { nested?: boolean }).nested) continue;
         const name = kernelLabel(k.name, k.inputShapes);
         const e = byName.get(name) ?? { name, ms: 0, calls: 0 };
         e.ms += k.kernelTimeMs as number;
