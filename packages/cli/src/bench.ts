@@ -117,16 +117,16 @@ class DiscoStepRig {
 }
 
 /**
- * Times `steps` DisCo steps after one warm-up on the current backend, random views, batch
- * `batch` run as micro-batches of `microBatch` (BN groups of 32).
+ * Times `steps` DisCo steps after one warm-up (unless `warmup` is false) on the current
+ * backend, random views, batch `batch` run as micro-batches of `microBatch` (BN groups of 32).
  */
 export function timeDiscoStep(
   c: BenchCase,
-  opts: { batch: number; steps: number; microBatch?: number },
+  opts: { batch: number; steps: number; microBatch?: number; warmup?: boolean },
 ): BenchResult {
   const rig = new DiscoStepRig(c, opts.batch, opts.microBatch);
   try {
-    rig.step();
+    if (opts.warmup ?? true) rig.step();
     const t0 = performance.now();
     for (let i = 0; i < opts.steps; i++) rig.step();
     const seconds = (performance.now() - t0) / 1000 / opts.steps;

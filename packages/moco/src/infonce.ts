@@ -7,6 +7,30 @@
 import { tf } from '@disco/core';
 
 /**
+ * `log sum_j exp(x_ij)` per row of `x [N, C]`, with the gradient written as `softmax(x)`.
+ * tfjs's own logSumExp also differentiates the max it subtracts for stability, which
+ * costs a broadcast Equal over all N x (K + 1) logits (14 ms at K = 4096 on wasm) for a
+ * term that cancels.
+ */
+function rowLogSumExp(x: tf.Tensor2D): tf.Tensor1D {
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xi, save] = args as [tf.Tensor2D, tf.GradSaveFunc];
+    const max = tf.max(xi, 1, true);
+    const lse = tf.add(tf.log(tf.sum(tf.exp(tf.sub(xi, max)), 1)), tf.squeeze(max, [1]));
+    save([xi, lse]);
+    return {
+      value: lse,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sx, slse] = saved as [tf.Tensor2D, tf.Tensor1D];
+        const softmax = tf.exp(tf.sub(sx, tf.expandDims(slse, 1)));
+        return [tf.mul(softmax, tf.expandDims(dy, 1))];
+      },
+    };
+  });
+  return (f as (t: tf.Tensor) => tf.Tensor1D)(x);
+}
+
+/**
  * InfoNCE loss (scalar) of queries `q [N, dim]` against positives `k [N, dim]` and
  * negatives `queue [dim, K]`; all inputs L2-normalised.
  */
@@ -30,7 +54,7 @@ export function infoNce(
     const neg = tf.matMul(q, queue);
     const logits = tf.div(tf.concat([pos, neg], 1), temperature);
     // Cross-entropy with label 0: logsumexp(logits) - logits[:, 0].
-    const lse = tf.logSumExp(logits, 1);
+    const lse = rowLogSumExp(logits as tf.Tensor2D);
     return tf.mean(tf.sub(lse, tf.div(tf.squeeze(pos, [1]), temperature))) as tf.Scalar;
   });
 }

@@ -43,6 +43,35 @@ describe('infoNce', () => {
     const l1 = Math.log(1 + Math.E) - 0;
     expect(infoNce(q, k, queue, 1).dataSync()[0]).toBeCloseTo((l0 + l1) / 2, 6);
   });
+
+  it('has the gradient of the cross-entropy: (softmax - onehot(0)) / (N T), chained', () => {
+    const rng = new Rng(4);
+    const unit = (t: tf.Tensor2D, axis: number) =>
+      tf.div(t, tf.norm(t, 'euclidean', axis, true)) as tf.Tensor2D;
+    const q = unit(tf.tensor2d(rng.normalArray(5 * 8), [5, 8]), 1);
+    const k = unit(tf.tensor2d(rng.normalArray(5 * 8), [5, 8]), 1);
+    const queue = unit(tf.tensor2d(rng.normalArray(8 * 12), [8, 12]), 0);
+    // Reference: the same loss through tfjs's own logSumExp and autodiff. T = 0.05 makes
+    // logits up to 20, where a logsumexp without its max shift would lose digits.
+    const reference = (a: tf.Tensor, b: tf.Tensor) =>
+      tf.tidy(() => {
+        const pos = tf.sum(tf.mul(a, b), 1, true);
+        const logits = tf.div(tf.concat([pos, tf.matMul(a as tf.Tensor2D, queue)], 1), 0.05);
+        return tf.mean(tf.sub(tf.logSumExp(logits, 1), tf.div(tf.squeeze(pos, [1]), 0.05)));
+      });
+    const ours = tf.grads((a, b) => infoNce(a as tf.Tensor2D, b as tf.Tensor2D, queue, 0.05))([
+      q,
+      k,
+    ]);
+    const ref = tf.grads(reference)([q, k]);
+    expect(infoNce(q, k, queue, 0.05).dataSync()[0]).toBeCloseTo(reference(q, k).dataSync()[0]!, 5);
+    for (let i = 0; i < 2; i++) {
+      const err = tf.max(tf.abs(tf.sub(ours[i]!, ref[i]!))).dataSync()[0]!;
+      const scale = tf.max(tf.abs(ref[i]!)).dataSync()[0]!;
+      expect(scale).toBeGreaterThan(0.1);
+      expect(err / scale).toBeLessThan(1e-5);
+    }
+  });
 });
 
 describe('KeyQueue', () => {
