@@ -23,5 +23,5 @@ export function cliAssetPath(name: string): string {
   return join(dirname(moduleDir()), 'assets', name);
 }
 
-/** The teacher shipped with the repo: MoCo v2 ResNet-50 trained by `disco pretrain`. */
+/** The teacher shipped with the repo: MoCo v2 ResNet-18 trained by `disco pretrain`. */
 export const SHIPPED_TEACHER = 'teacher/encoder.safetensors';

@@ -146,8 +146,9 @@ export interface SoakSample {
 
 /**
  * Runs `steps` DisCo steps and samples `tf.memory().numTensors`, the resident set size and
- * the wasm heap after `warmup` steps and every `every` steps after. A leak shows as a
- * growing tensor count or RSS; the caller compares the samples with the first.
+ * the wasm heap after `warmup` steps and every `every` steps after (after a full garbage
+ * collection when Node runs with `--expose-gc`). A leak shows as a growing tensor count or
+ * RSS; the caller compares the samples with the first.
  */
 export function soakDiscoStep(
   c: BenchCase,
@@ -159,7 +160,14 @@ export function soakDiscoStep(
   try {
     for (let step = 1; step <= opts.steps; step++) {
       rig.step();
-      if (step === opts.warmup || (step > opts.warmup && (step - opts.warmup) % opts.every === 0)) {
+      const sampled =
+        step === opts.warmup ||
+        step === opts.steps ||
+        (step > opts.warmup && (step - opts.warmup) % opts.every === 0);
+      if (sampled) {
+        // With `node --expose-gc`, collect first, so RSS shows what is alive, not what the
+        // collector has yet to free.
+        (globalThis as { gc?: () => void }).gc?.();
         const s = {
           step,
           numTensors: tf.memory().numTensors,
