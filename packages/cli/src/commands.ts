@@ -1,10 +1,10 @@
 /**
- * The `disco` command line: `pretrain`, `distill`, `eval`, `pipeline`, and the model tools
- * `inspect`, `import`, `export` and `embed`, each with `--help`. Settings come from defaults,
- * then `--config FILE` (JSON), then flags.
+ * The `disco` command line: `pretrain`, `distill`, `eval`, `pipeline`, `experiment`, and the
+ * model tools `inspect`, `import`, `export` and `embed`, each with `--help`. Settings come from
+ * defaults, then `--config FILE` (JSON), then flags.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { defaultWasmThreads, initBackend, tf, wasmThreads, type BackendName } from '@disco/core';
 import {
@@ -12,15 +12,30 @@ import {
   formatProfile,
   peakRssMiB,
   profileDiscoStep,
+  soakDiscoStep,
   timeDiscoStep,
   torchImgPerSec,
   wasmHeapMiB,
 } from './bench.js';
-import { TRAIN_DEFAULTS, type TrainConfig } from './config.js';
+import {
+  defaultTeacherBn,
+  TRAIN_DEFAULTS,
+  TRAIN_METHODS,
+  type TrainConfig,
+  type TrainMethod,
+} from './config.js';
+import {
+  EXPERIMENT_GRIDS,
+  EXPERIMENT_METHODS,
+  EXPERIMENT_STUDENTS,
+  runExperiment,
+} from './experiment.js';
 import { evaluateBackbone } from './evaluate.js';
 import { loadModelFile } from './model-file.js';
 import { describeWeights, embed, exportModel, importModel, readWeights } from './model-io.js';
+import { runTfjsExport } from './tfjs-export.js';
 import { PIPELINE_STUDENT, PIPELINE_TEACHER, runPipeline } from './pipeline.js';
+import { writeReport } from './report.js';
 import { openTrainData } from './datasets.js';
 import { train } from './train.js';
 
@@ -39,7 +54,7 @@ const NUMERIC_FLAGS: [string, Numeric, string][] = [
   ['--temperature <x>', 'temperature', 'InfoNCE temperature'],
   ['--moco-momentum <x>', 'mocoMomentum', 'key encoder EMA momentum'],
   ['--bn-group-size <n>', 'bnGroupSize', 'ghost-BN group size (per-device batch)'],
-  ['--hidden-dim <n>', 'hiddenDim', 'projection head hidden width'],
+  ['--hidden-dim <n>', 'hiddenDim', 'projection head hidden width (0: one linear layer)'],
   ['--dim <n>', 'dim', 'embedding width (the projection head output)'],
   ['--width-multiplier <x>', 'widthMultiplier', 'backbone width multiplier'],
   ['--image-size <n>', 'imageSize', 'side of the training crops'],
@@ -57,6 +72,32 @@ const NUMERIC_FLAGS: [string, Numeric, string][] = [
     '--micro-batch <n>',
     'microBatch',
     'run each batch as micro-batches of N images (whole BN groups), gradients summed',
+  ],
+];
+
+/** Numeric settings of the distillation objectives: `disco distill` only. */
+const DISTILL_NUMERIC_FLAGS: [string, Numeric, string][] = [
+  [
+    '--seed-queue-size <n>',
+    'seedQueueSize',
+    'SEED: queue of teacher embeddings K (0: --queue-size)',
+  ],
+  ['--seed-student-temperature <x>', 'seedStudentTemperature', 'SEED: student temperature (0.2)'],
+  ['--seed-teacher-temperature <x>', 'seedTeacherTemperature', 'SEED: teacher temperature (1e-4)'],
+  [
+    '--compress-queue-size <n>',
+    'compressQueueSize',
+    'CompRess: bank size K (0: --queue-size; 2q: must be --queue-size)',
+  ],
+  [
+    '--compress-student-temperature <x>',
+    'compressStudentTemperature',
+    'CompRess: student temperature (0.04)',
+  ],
+  [
+    '--compress-teacher-temperature <x>',
+    'compressTeacherTemperature',
+    'CompRess: teacher temperature (0.04)',
   ],
 ];
 
@@ -86,6 +127,12 @@ function addTrainFlags(cmd: Command): Command {
     .option('--resume', 'continue from the newest valid checkpoint in the run folder')
     .option('--quiet', 'no progress bars');
   for (const [flag, , help] of NUMERIC_FLAGS)
+    cmd.option(flag, help, parseNumber(flag.split(' ')[0]!));
+  return cmd;
+}
+
+function addDistillFlags(cmd: Command): Command {
+  for (const [flag, , help] of DISTILL_NUMERIC_FLAGS)
     cmd.option(flag, help, parseNumber(flag.split(' ')[0]!));
   return cmd;
 }
@@ -152,7 +199,7 @@ function resolveConfig(
 ): TrainConfig {
   const fromFile = typeof flags.config === 'string' ? readConfigFile(flags.config) : {};
   const fromFlags: Partial<TrainConfig> = {};
-  for (const [, key] of NUMERIC_FLAGS)
+  for (const [, key] of [...NUMERIC_FLAGS, ...DISTILL_NUMERIC_FLAGS])
     if (flags[key] !== undefined) (fromFlags as Record<string, unknown>)[key] = flags[key];
   if (flags.arch !== undefined) fromFlags.arch = flags.arch as string;
   if (flags.data !== undefined) fromFlags.data = flags.data as string;
@@ -160,7 +207,24 @@ function resolveConfig(
   if (flags.output !== undefined) fromFlags.output = flags.output as 'pooled' | 'head';
   if (flags.teacher !== undefined) fromFlags.teacher = flags.teacher as string;
   if (flags.teacherBn !== undefined) fromFlags.teacherBn = flags.teacherBn as 'train' | 'eval';
-  return { ...TRAIN_DEFAULTS, ...base, ...fromFile, ...fromFlags, method } as TrainConfig;
+  if (flags.mseViews !== undefined) fromFlags.mseViews = flags.mseViews as 'both' | 'first';
+  if (flags.onlyMse) fromFlags.onlyMse = true;
+  // distill: --method, else a distillation method the config file names, else DisCo.
+  const chosen =
+    method === 'moco'
+      ? method
+      : ((flags.method as TrainMethod | undefined) ??
+        (fromFile.method !== undefined && fromFile.method !== 'moco' ? fromFile.method : method));
+  // The teacher's BatchNorm mode follows the method unless it is set (defaultTeacherBn).
+  const teacherBn = fromFlags.teacherBn ?? fromFile.teacherBn ?? defaultTeacherBn(chosen);
+  return {
+    ...TRAIN_DEFAULTS,
+    ...base,
+    ...fromFile,
+    ...fromFlags,
+    method: chosen,
+    teacherBn,
+  } as TrainConfig;
 }
 
 function parseList(flag: string) {
@@ -219,21 +283,47 @@ export function buildProgram(): Command {
       });
     });
 
-  addTrainFlags(
-    program
-      .command('distill')
-      .description('train a student with DisCo: MoCo v2 plus consistency to a frozen teacher'),
+  addDistillFlags(
+    addTrainFlags(
+      program
+        .command('distill')
+        .description(
+          'train a student from a frozen teacher: DisCo (MoCo v2 plus consistency), SEED or CompRess',
+        ),
+    ),
   )
     .requiredOption('--teacher <file>', 'teacher encoder file (written by disco pretrain)')
     .addOption(
-      new Option('--teacher-bn <mode>', 'teacher BatchNorm mode').choices(['train', 'eval']),
+      new Option(
+        '--method <name>',
+        'disco (MoCo v2 + consistency), seed (SEED), compress-1q / compress-2q (CompRess); ' +
+          'SEED and CompRess train without InfoNCE (default: disco)',
+      ).choices(TRAIN_METHODS.filter((m) => m !== 'moco')),
+    )
+    .addOption(
+      new Option(
+        '--teacher-bn <mode>',
+        'teacher BatchNorm mode (default: train for disco, as the official DisCo code; ' +
+          'eval for seed and compress, as their papers)',
+      ).choices(['train', 'eval']),
+    )
+    .addOption(
+      new Option(
+        '--mse-views <which>',
+        'DisCo: consistency loss on both views (the paper) or the first only (default: both)',
+      ).choices(['both', 'first']),
+    )
+    .option(
+      '--only-mse',
+      "DisCo's only-mse ablation: the consistency loss alone (InfoNCE weight 0)",
     )
     .addOption(backendOption())
     .action(async (flags) => {
       await startBackend(flags);
       const cfg = resolveConfig('disco', flags, PIPELINE_STUDENT);
+      const name = cfg.method === 'disco' ? 'distill' : cfg.method;
       await train(cfg, {
-        runDir: flags.out ?? join('runs', `distill-${cfg.arch}`),
+        runDir: flags.out ?? join('runs', `${name}-${cfg.arch}`),
         resume: flags.resume,
         quiet: flags.quiet,
       });
@@ -332,14 +422,36 @@ export function buildProgram(): Command {
 
   program
     .command('export')
-    .description('write a model as a plain safetensors state dict with torchvision names')
+    .description(
+      'write a model as a plain safetensors state dict with torchvision names, or as a ' +
+        'TensorFlow.js model for web pages (--format tfjs)',
+    )
     .argument('<model>', 'model folder or encoder file')
-    .requiredOption('--out <file>', 'safetensors file to write')
+    .requiredOption('--out <path>', 'safetensors file to write; with --format tfjs, a folder')
+    .addOption(
+      new Option('--format <kind>', 'safetensors, or tfjs (tf.loadLayersModel + disco.json)')
+        .choices(['safetensors', 'tfjs'])
+        .default('safetensors'),
+    )
     .option('--with-head', 'include the projection head (head.0, head.2)')
     .addOption(new Option('--dtype <type>', 'stored float type').choices(['F32', 'F16']))
+    .option(
+      '--fit-head [dir]',
+      'tfjs: fit a linear probe on the labelled data in dir (default: the shipped ' +
+        'Fashion-MNIST subset) and export class probabilities',
+    )
     .addOption(backendOption())
     .action(async (model: string, flags) => {
       await startBackend(flags);
+      if (flags.format === 'tfjs') {
+        if (flags.withHead || flags.dtype) {
+          throw new Error('export --format tfjs: --with-head and --dtype apply to safetensors');
+        }
+        const line = await runTfjsExport(model, flags.out, { fitHead: flags.fitHead });
+        process.stdout.write(`${line}\n`);
+        return;
+      }
+      if (flags.fitHead !== undefined) throw new Error('export: --fit-head needs --format tfjs');
       const r = exportModel(model, flags.out, { withHead: flags.withHead, dtype: flags.dtype });
       process.stdout.write(`exported ${r.arch}: ${r.names.length} tensors -> ${flags.out}\n`);
     });
@@ -378,7 +490,11 @@ export function buildProgram(): Command {
     .description(
       'images/s of one DisCo step, ours vs PyTorch (bench/torch_step.py) vs stock tfjs cpu',
     )
-    .option('--cases <list>', 'settings: a (resnet18 @32), b (mobilenet_v3_large @64)', 'a,b')
+    .option(
+      '--cases <list>',
+      'settings: a (resnet18 @32), b (mobilenet_v3_large @64), p (the pipeline)',
+      'a,b',
+    )
     .option('--batches <list>', 'batch sizes', parseList('--batches'), [64, 256])
     .option('--steps <n>', 'timed steps per setting (after one warm-up)', parseNumber('--steps'), 2)
     .option(
@@ -402,6 +518,11 @@ export function buildProgram(): Command {
     .option('--torch-script <file>', 'the PyTorch step', join('bench', 'torch_step.py'))
     .option('--profile', 'also print a per-kernel profile of one step at the first batch size')
     .option('--top <n>', 'kernels listed per phase with --profile', parseNumber('--top'), 12)
+    .option(
+      '--soak <steps>',
+      'instead of timing, run this many steps and sample tensors, RSS and heap (a leak check)',
+      parseNumber('--soak'),
+    )
     .addOption(backendOption())
     .action(async (flags) => {
       await startBackend(flags);
@@ -410,6 +531,30 @@ export function buildProgram(): Command {
       const names = String(flags.cases).split(',');
       for (const c of BENCH_CASES.filter((k) => names.includes(k.name[0]!))) {
         process.stdout.write(`== ${c.name}\n`);
+        if (flags.soak !== undefined) {
+          const batch = (flags.batches as number[])[0]!;
+          const micro = batch > flags.microBatch ? flags.microBatch : undefined;
+          const warmup = Math.min(20, flags.soak);
+          const samples = soakDiscoStep(
+            c,
+            { batch, steps: flags.soak, warmup, every: 100, microBatch: micro },
+            (x) =>
+              process.stdout.write(
+                `step ${x.step}: ${x.numTensors} tensors, RSS ${x.rssMiB.toFixed(0)} MiB` +
+                  (x.heapMiB !== null ? `, wasm heap ${x.heapMiB.toFixed(0)} MiB` : '') +
+                  '\n',
+              ),
+          );
+          const first = samples[0]!;
+          const last = samples[samples.length - 1]!;
+          process.stdout.write(
+            `soak, batch ${batch}, steps ${first.step}..${last.step}: tensors ` +
+              `${first.numTensors} -> ${last.numTensors} (${last.numTensors - first.numTensors >= 0 ? '+' : ''}${last.numTensors - first.numTensors}), ` +
+              `RSS ${first.rssMiB.toFixed(0)} -> ${last.rssMiB.toFixed(0)} MiB ` +
+              `(${((100 * (last.rssMiB - first.rssMiB)) / first.rssMiB).toFixed(2)}%)\n`,
+          );
+          continue;
+        }
         let oursB64: number | null = null;
         for (const batch of flags.batches as number[]) {
           const micro = batch > flags.microBatch ? flags.microBatch : undefined;
@@ -441,7 +586,8 @@ export function buildProgram(): Command {
         }
         if (flags.cpuBatch > 0) {
           await tf.setBackend('cpu');
-          const r = timeDiscoStep(c, { batch: flags.cpuBatch, steps: 1 });
+          // No warm-up: a step on stock cpu takes minutes, and it compiles nothing.
+          const r = timeDiscoStep(c, { batch: flags.cpuBatch, steps: 1, warmup: false });
           await tf.setBackend(ours);
           const ratio =
             oursB64 !== null
@@ -489,5 +635,106 @@ export function buildProgram(): Command {
         quiet: flags.quiet,
       });
     });
+
+  program
+    .command('report')
+    .description('write a self-contained report.html (charts, tables, embedding map) of a run')
+    .argument('<run>', 'run folder (config.json, metrics.jsonl) or disco pipeline folder')
+    .option('--out <file>', 'HTML file to write (default: <run>/report.html)')
+    .addOption(
+      new Option('--map <method>', 'layout of the embedding map (default: tsne)').choices([
+        'tsne',
+        'pca',
+      ]),
+    )
+    .action((run: string, flags) => {
+      const path = writeReport(run, { out: flags.out, map: flags.map });
+      process.stdout.write(`report: ${path}\n`);
+    });
+  program
+    .command('experiment')
+    .description(
+      'a named grid of runs (students x methods x seeds), then one table of mean ± std and a plot',
+    )
+    .argument(
+      '<name>',
+      Object.values(EXPERIMENT_GRIDS)
+        .map((g) => `${g.name} (${g.about})`)
+        .join('; '),
+    )
+    .option(
+      '--seeds <list>',
+      'a count (3: seeds 0, 1, 2) or a comma-separated list (1,2; one seed: 4,)',
+      '3',
+    )
+    .option('--data <dir>', DATA_HELP)
+    .option('--epochs <n>', "epochs of each cell (default: the grid's)", parseNumber('--epochs'))
+    .option(
+      '--limit <n>',
+      "training images of each cell (default: the grid's; evaluation uses all)",
+      parseNumber('--limit'),
+    )
+    .option('--students <list>', `students: ${Object.keys(EXPERIMENT_STUDENTS).join(', ')}`)
+    .option('--methods <list>', `methods: ${Object.keys(EXPERIMENT_METHODS).join(', ')}`)
+    .option(
+      '--teachers <list>',
+      "teacher files instead of the grid's, comma-separated NAME=FILE (or FILE: named by its folder)",
+    )
+    .option('--out <dir>', 'experiment folder (default: runs/experiment-<name>)')
+    .option(
+      '--dry-run',
+      'print the cells, which are finished, and the estimated time; train nothing',
+    )
+    .option('--quiet', 'no progress bars')
+    .addOption(backendOption())
+    .action(async (name: string, flags) => {
+      await startBackend(flags);
+      const list = (v: unknown) =>
+        typeof v === 'string' ? v.split(',').filter((x) => x.trim() !== '') : undefined;
+      await runExperiment({
+        grid: name,
+        out: flags.out,
+        seeds: parseSeeds(String(flags.seeds)),
+        data: flags.data,
+        epochs: flags.epochs,
+        limit: flags.limit,
+        students: list(flags.students),
+        methods: list(flags.methods),
+        teachers: flags.teachers !== undefined ? parseTeachers(String(flags.teachers)) : undefined,
+        dryRun: flags.dryRun,
+        quiet: flags.quiet,
+        command: `disco ${process.argv.slice(2).join(' ')}`,
+      });
+    });
   return program;
+}
+
+/** `--seeds`: a count n (seeds 0..n-1), or a list with at least one comma. */
+function parseSeeds(value: string): number[] {
+  const parts = value.includes(',') ? value.split(',').filter((p) => p.trim() !== '') : [value];
+  const numbers = parts.map((p) => {
+    const n = Number(p);
+    if (p.trim() === '' || !Number.isInteger(n) || n < 0) {
+      throw new Error(`option --seeds: '${p}' in '${value}' is not an integer >= 0`);
+    }
+    return n;
+  });
+  if (value.includes(',')) return numbers;
+  if (numbers[0]! < 1) throw new Error(`option --seeds: a count must be >= 1, got '${value}'`);
+  return Array.from({ length: numbers[0]! }, (_, i) => i);
+}
+
+/** `--teachers`: NAME=FILE pairs (or FILE, named by its folder), comma-separated. */
+function parseTeachers(value: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of value.split(',').filter((p) => p.trim() !== '')) {
+    const eq = part.indexOf('=');
+    const file = eq >= 0 ? part.slice(eq + 1) : part;
+    const name = eq >= 0 ? part.slice(0, eq) : basename(dirname(resolve(file)));
+    if (!existsSync(file))
+      throw new Error(`option --teachers: ${file} (teacher '${name}') not found`);
+    if (name in out) throw new Error(`option --teachers: two teachers named '${name}'`);
+    out[name] = file;
+  }
+  return out;
 }

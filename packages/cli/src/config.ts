@@ -4,10 +4,38 @@
  */
 import { listBackbones } from '@disco/backbones';
 
-/** Everything a `pretrain` (MoCo v2) or `distill` (DisCo) run needs. */
+/**
+ * What trains the student: 'moco' (MoCo v2 alone), 'disco' (MoCo v2 plus the consistency
+ * loss to `teacher`), 'seed' (SEED's soft cross-entropy over a queue of teacher embeddings),
+ * 'compress-1q' / 'compress-2q' (CompRess's KL over one bank, or a teacher and a student
+ * bank). The last three train without MoCo's InfoNCE (weight 0).
+ */
+export type TrainMethod = 'moco' | 'disco' | 'seed' | 'compress-1q' | 'compress-2q';
+
+/** Every method, in the order help texts list them. */
+export const TRAIN_METHODS: readonly TrainMethod[] = [
+  'moco',
+  'disco',
+  'seed',
+  'compress-1q',
+  'compress-2q',
+];
+
+/**
+ * The teacher BatchNorm mode a method runs with unless told otherwise: DisCo's official code
+ * runs the teacher in train mode (batch statistics; `model.train()` on the whole wrapper),
+ * SEED's and CompRess's code put it in eval mode (running statistics).
+ */
+export function defaultTeacherBn(method: TrainMethod): 'train' | 'eval' {
+  return method === 'seed' || method === 'compress-1q' || method === 'compress-2q'
+    ? 'eval'
+    : 'train';
+}
+
+/** Everything a `pretrain` (MoCo v2) or `distill` (DisCo, SEED, CompRess) run needs. */
 export interface TrainConfig {
-  /** 'moco': MoCo v2 alone; 'disco': MoCo v2 plus the consistency loss to `teacher`. */
-  method: 'moco' | 'disco';
+  /** What trains the student (see `TrainMethod`). */
+  method: TrainMethod;
   /** Folder of Fashion-MNIST IDX files; unset: the subset shipped in @disco/data. */
   data?: string;
   /** Use only the first N training images. */
@@ -40,11 +68,38 @@ export interface TrainConfig {
   /** Ghost-BN group size (per-"device" batch). */
   bnGroupSize: number;
   seed: number;
-  /** Teacher encoder file (method 'disco'). */
+  /** Teacher encoder file (every method but 'moco'). */
   teacher?: string;
-  /** Weight of each view's consistency term on the per-sample mean. */
+  /** Weight of each view's consistency term on the per-sample mean (DisCo). */
   distillWeight: number;
+  /**
+   * The teacher's BatchNorm: batch statistics ('train', DisCo's official code) or running
+   * statistics ('eval', SEED and CompRess). The command line picks `defaultTeacherBn`.
+   */
   teacherBn: 'train' | 'eval';
+  /** DisCo: the consistency loss on both views (the paper) or on view 1 only (ablation). */
+  mseViews: 'both' | 'first';
+  /** DisCo's `--only-mse` ablation: the consistency loss alone, InfoNCE weight 0. */
+  onlyMse: boolean;
+  /**
+   * SEED's queue of teacher embeddings, K (a multiple of batchSize); 0: `queueSize`. SEED
+   * uses MoCo's K (65536 on ImageNet), so it follows `queueSize`, sized to the data.
+   */
+  seedQueueSize: number;
+  /** SEED's student temperature tau_S (0.2, SEED's code). */
+  seedStudentTemperature: number;
+  /** SEED's teacher temperature tau_T (1e-4, SEED's code: nearly one-hot on t_i). */
+  seedTeacherTemperature: number;
+  /**
+   * CompRess-1q's bank of teacher embeddings, K (a multiple of batchSize); 0: `queueSize`.
+   * CompRess-2q pairs its teacher bank with MoCo's queue, so its K is `queueSize` and this
+   * must be 0 or equal to it. The paper's 128000 on ImageNet is about twice MoCo's K.
+   */
+  compressQueueSize: number;
+  /** CompRess's student temperature (0.04, the paper). */
+  compressStudentTemperature: number;
+  /** CompRess's teacher temperature (0.04, the paper). */
+  compressTeacherTemperature: number;
   /** Evaluate with kNN every this many epochs (0: only at the end). */
   knnEvery: number;
   /** Checkpoints kept (at least 1). */
@@ -80,6 +135,14 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'method' | 'arch'> = {
   seed: 0,
   distillWeight: 32,
   teacherBn: 'train',
+  mseViews: 'both',
+  onlyMse: false,
+  seedQueueSize: 0,
+  seedStudentTemperature: 0.2,
+  seedTeacherTemperature: 1e-4,
+  compressQueueSize: 0,
+  compressStudentTemperature: 0.04,
+  compressTeacherTemperature: 0.04,
   knnEvery: 0,
   keepCheckpoints: 2,
   checkpointEvery: 0,
@@ -97,13 +160,31 @@ export function validateTrainConfig(cfg: TrainConfig, where = 'config'): TrainCo
     if (!Number.isInteger(cfg[f]) || cfg[f] <= 0)
       fail(where, f, cfg[f], 'must be a positive integer');
   }
-  for (const f of ['knnEvery', 'hiddenDim', 'seed', 'checkpointEvery', 'microBatch'] as const) {
+  const nonNegInt = [
+    'knnEvery',
+    'hiddenDim',
+    'seed',
+    'checkpointEvery',
+    'microBatch',
+    'seedQueueSize',
+    'compressQueueSize',
+  ] as const;
+  for (const f of nonNegInt) {
     if (!Number.isInteger(cfg[f]) || cfg[f] < 0) fail(where, f, cfg[f], 'must be an integer >= 0');
   }
   if (!Number.isInteger(cfg.keepCheckpoints) || cfg.keepCheckpoints < 1) {
     fail(where, 'keepCheckpoints', cfg.keepCheckpoints, 'must be an integer >= 1');
   }
-  for (const f of ['lr', 'temperature', 'widthMultiplier'] as const) {
+  const positive = [
+    'lr',
+    'temperature',
+    'widthMultiplier',
+    'seedStudentTemperature',
+    'seedTeacherTemperature',
+    'compressStudentTemperature',
+    'compressTeacherTemperature',
+  ] as const;
+  for (const f of positive) {
     if (!(cfg[f] > 0) || !Number.isFinite(cfg[f])) fail(where, f, cfg[f], 'must be a number > 0');
   }
   for (const f of ['weightDecay', 'distillWeight'] as const) {
@@ -115,8 +196,8 @@ export function validateTrainConfig(cfg: TrainConfig, where = 'config'): TrainCo
   if (!listBackbones().includes(cfg.arch)) {
     fail(where, 'arch', cfg.arch, `unknown backbone; known: ${listBackbones().join(', ')}`);
   }
-  if (cfg.method !== 'moco' && cfg.method !== 'disco') {
-    fail(where, 'method', cfg.method, "must be 'moco' or 'disco'");
+  if (!TRAIN_METHODS.includes(cfg.method)) {
+    fail(where, 'method', cfg.method, `must be one of ${TRAIN_METHODS.join(', ')}`);
   }
   if (cfg.queueSize % cfg.batchSize !== 0) {
     fail(
@@ -142,9 +223,10 @@ export function validateTrainConfig(cfg: TrainConfig, where = 'config'): TrainCo
       );
     }
   }
-  if (cfg.method === 'disco' && !cfg.teacher) {
-    fail(where, 'teacher', cfg.teacher, 'a teacher encoder file is required for DisCo');
+  if (cfg.method !== 'moco' && !cfg.teacher) {
+    fail(where, 'teacher', cfg.teacher, `a teacher encoder file is required for ${cfg.method}`);
   }
+  checkMethodFields(cfg, where);
   if (cfg.output !== 'pooled' && cfg.output !== 'head') {
     fail(where, 'output', cfg.output, "must be 'pooled' or 'head'");
   }
@@ -155,6 +237,60 @@ export function validateTrainConfig(cfg: TrainConfig, where = 'config'): TrainCo
     fail(where, 'limit', cfg.limit, `must be an integer >= batchSize ${cfg.batchSize}`);
   }
   return cfg;
+}
+
+/** The fields that belong to one method: set for another, they fail instead of doing nothing. */
+function checkMethodFields(cfg: TrainConfig, where: string): void {
+  if (cfg.mseViews !== 'both' && cfg.mseViews !== 'first') {
+    fail(where, 'mseViews', cfg.mseViews, "must be 'both' or 'first'");
+  }
+  if (typeof cfg.onlyMse !== 'boolean') fail(where, 'onlyMse', cfg.onlyMse, 'must be a boolean');
+  const own: [keyof TrainConfig, TrainMethod[]][] = [
+    ['mseViews', ['disco']],
+    ['onlyMse', ['disco']],
+    ['seedQueueSize', ['seed']],
+    ['seedStudentTemperature', ['seed']],
+    ['seedTeacherTemperature', ['seed']],
+    ['compressQueueSize', ['compress-1q', 'compress-2q']],
+    ['compressStudentTemperature', ['compress-1q', 'compress-2q']],
+    ['compressTeacherTemperature', ['compress-1q', 'compress-2q']],
+  ];
+  for (const [field, methods] of own) {
+    if (
+      cfg[field] !== TRAIN_DEFAULTS[field as keyof typeof TRAIN_DEFAULTS] &&
+      !methods.includes(cfg.method)
+    ) {
+      fail(
+        where,
+        field,
+        cfg[field],
+        `applies to method ${methods.map((m) => `'${m}'`).join(' or ')} only, not '${cfg.method}'`,
+      );
+    }
+  }
+  for (const field of ['seedQueueSize', 'compressQueueSize'] as const) {
+    if (cfg[field] % cfg.batchSize !== 0) {
+      fail(
+        where,
+        field,
+        cfg[field],
+        `must be a multiple of batchSize ${cfg.batchSize} (whole batches are enqueued)`,
+      );
+    }
+  }
+  if (
+    cfg.method === 'compress-2q' &&
+    cfg.compressQueueSize !== 0 &&
+    cfg.compressQueueSize !== cfg.queueSize
+  ) {
+    fail(
+      where,
+      'compressQueueSize',
+      cfg.compressQueueSize,
+      `must be 0 or queueSize ${cfg.queueSize}: CompRess-2q pairs its teacher bank with ` +
+        "MoCo's queue column by column",
+    );
+  }
 }
 
 /**

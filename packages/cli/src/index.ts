@@ -64,3 +64,41 @@ export {
   type ReadWeightsOptions,
 } from './model-io.js';
 export { formatTable, type ResultRow } from './table.js';
+export {
+  writeReport,
+  readMetrics,
+  REPORT_FILE,
+  type ReportOptions,
+  type RunMetrics,
+} from './report.js';
+export {
+  runExperiment,
+  EXPERIMENT_GRIDS,
+  EXPERIMENT_METHODS,
+  EXPERIMENT_STUDENTS,
+  EXPERIMENT_TEACHERS,
+  type ExperimentGrid,
+  type ExperimentOptions,
+  type ExperimentCell,
+  type CellResult,
+} from './experiment.js';
+export {
+  exportTfjs,
+  buildTfjsModel,
+  fitTfjsHead,
+  TFJS_FILES,
+  type TfjsExportOptions,
+  type TfjsExportResult,
+  type TfjsModel,
+  type TfjsModelCard,
+  type TfjsHead,
+} from './tfjs-export.js';
+export {
+  BENCH_CASES,
+  timeDiscoStep,
+  profileDiscoStep,
+  soakDiscoStep,
+  type BenchCase,
+  type PhaseProfile,
+  type SoakSample,
+} from './bench.js';

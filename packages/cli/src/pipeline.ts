@@ -12,6 +12,7 @@ import { cliAssetPath, SHIPPED_TEACHER } from './assets.js';
 import { TRAIN_DEFAULTS, type TrainConfig } from './config.js';
 import { evaluateBackbone } from './evaluate.js';
 import { buildEncoder, loadModelFile } from './model-file.js';
+import { writeReportOrWarn } from './report.js';
 import { formatTable, type ResultRow } from './table.js';
 import { loadData, specOf, train } from './train.js';
 
@@ -69,7 +70,8 @@ export interface PipelineOptions {
   log?: (line: string) => void;
 }
 
-function backboneParameters(encoder: Encoder): number {
+/** Parameters of an encoder without its projection head (`head.*`): what is deployed. */
+export function backboneParameters(encoder: Encoder): number {
   return encoder.params
     .parameterNames()
     .filter((n) => !n.startsWith('head.'))
@@ -194,5 +196,11 @@ export async function runPipeline(opts: PipelineOptions): Promise<ResultRow[]> {
   writeFileSync(join(opts.out, 'results.json'), `${JSON.stringify({ seed, rows }, null, 2)}\n`);
   log('');
   log(table);
+
+  // Reports: the students' again, now that results.json holds the teacher's figures on the
+  // same images; then one at the root with the table and links to the runs' reports.
+  writeReportOrWarn(join(opts.out, 'student-moco'), {}, log);
+  writeReportOrWarn(join(opts.out, 'student-disco'), {}, log);
+  writeReportOrWarn(opts.out, {}, log);
   return rows;
 }

@@ -1,6 +1,7 @@
 /**
- * One self-supervised training run: MoCo v2 alone (`disco pretrain`) or DisCo
- * (`disco distill`: MoCo v2 plus the consistency loss to a frozen teacher). Per epoch:
+ * One self-supervised training run: MoCo v2 alone (`disco pretrain`), or a student distilled
+ * from a frozen teacher (`disco distill`): DisCo (MoCo v2 plus the consistency loss), SEED or
+ * CompRess (their own loss over a queue of teacher embeddings, InfoNCE off). Per epoch:
  * cosine learning rate, shuffled batches, two augmented views, a step, one log line, a
  * checkpoint (and, with `checkpointEvery`, more inside the epoch); at the end an encoder
  * file. A run folder holds `config.json`, `metrics.jsonl`, `checkpoints/` and
@@ -24,7 +25,15 @@ import {
   mocoV2Augment,
   toFloatTensor,
 } from '@disco/data';
-import { discoExtraLoss, Teacher, type TeacherInput } from '@disco/distill';
+import {
+  CompRess,
+  discoExtraLoss,
+  type Objective,
+  type ObjectiveStep,
+  Seed,
+  Teacher,
+  type TeacherInput,
+} from '@disco/distill';
 import { loadMocoState, MoCo, mocoStateTensors, NonFiniteLossError } from '@disco/moco';
 import {
   type EpochSums,
@@ -47,6 +56,7 @@ import {
   saveModelFile,
 } from './model-file.js';
 import { Progress } from './progress.js';
+import { finishRunReport } from './report.js';
 
 export interface TrainOptions {
   /** The run folder. */
@@ -163,6 +173,54 @@ class StopOnSignal {
   }
 }
 
+/**
+ * DisCo's consistency loss as an `Objective`: no state of its own (its queue is MoCo's), the
+ * teacher's targets of one or both views, InfoNCE at weight 1 (0 for `onlyMse`).
+ */
+function discoObjective(teacher: Teacher, cfg: TrainConfig): Objective {
+  return {
+    contrastiveWeight: cfg.onlyMse ? 0 : 1,
+    prepare: (v1, v2): ObjectiveStep => {
+      const d = discoExtraLoss(teacher, v1, v2, { weight: cfg.distillWeight, views: cfg.mseViews });
+      return { extraLoss: d.extraLoss, enqueue: () => {}, dispose: d.dispose };
+    },
+    state: () => new Map(),
+    load: () => {},
+    dispose: () => {},
+  };
+}
+
+/**
+ * What a distillation method adds to MoCo's step, built on the run's teacher: DisCo's
+ * consistency loss, SEED, or CompRess (1q: one bank of teacher embeddings; 2q: a teacher
+ * bank paired with MoCo's queue of momentum keys). `rng` seeds the queues' first contents.
+ */
+function buildObjective(cfg: TrainConfig, teacher: Teacher, moco: MoCo, rng: Rng): Objective {
+  switch (cfg.method) {
+    case 'seed':
+      return new Seed(teacher, rng, {
+        queueSize: cfg.seedQueueSize || cfg.queueSize,
+        studentTemperature: cfg.seedStudentTemperature,
+        teacherTemperature: cfg.seedTeacherTemperature,
+      });
+    case 'compress-1q':
+    case 'compress-2q':
+      return new CompRess(
+        teacher,
+        rng,
+        {
+          variant: cfg.method === 'compress-1q' ? '1q' : '2q',
+          queueSize: cfg.compressQueueSize || cfg.queueSize,
+          studentTemperature: cfg.compressStudentTemperature,
+          teacherTemperature: cfg.compressTeacherTemperature,
+        },
+        moco.queue,
+      );
+    default:
+      return discoObjective(teacher, cfg);
+  }
+}
+
 /** Where a resumed run starts, read from its checkpoint. */
 interface ResumedPosition {
   checkpoint: string;
@@ -177,15 +235,17 @@ interface ResumedPosition {
 }
 
 /**
- * Restores `moco` and `augRng` from the newest checkpoint of `runDir` that reads back whole
- * and was written with the same config; null when the folder has no checkpoint. Damaged newer
- * files are reported and renamed `*.damaged`, so they are never picked (or kept instead of
- * good ones) later. `metrics.jsonl` is rewound to the checkpoint's step.
+ * Restores `moco`, the objective's state (its queues) and `augRng` from the newest checkpoint
+ * of `runDir` that reads back whole and was written with the same config; null when the
+ * folder has no checkpoint. Damaged newer files are reported and renamed `*.damaged`, so they
+ * are never picked (or kept instead of good ones) later. `metrics.jsonl` is rewound to the
+ * checkpoint's step.
  */
 function resumeRun(args: {
   runDir: string;
   cfg: TrainConfig;
   moco: MoCo;
+  objective: Objective | null;
   augRng: Rng;
   teacherSha256: string | undefined;
   metricsPath: string;
@@ -229,6 +289,7 @@ function resumeRun(args: {
       );
     }
     loadMocoState(moco, ckpt.tensors, state.queuePtr, ckpt.path);
+    args.objective?.load(ckpt.tensors, ckpt.path);
     moco.setRngState(state.rng.moco);
     args.augRng.setState(state.rng.augment);
     if (oldEpochs !== null) {
@@ -324,13 +385,14 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
   });
   let teacher: Teacher | null = null;
   let teacherSha256: string | undefined;
-  if (cfg.method === 'disco') {
+  if (cfg.method !== 'moco') {
     const file = loadModelFile(cfg.teacher!);
     if (file.encoder.outDim !== cfg.dim) {
       file.encoder.params.dispose();
       throw new Error(
         `teacher ${cfg.teacher}: its embedding has ${file.encoder.outDim} dimensions, the ` +
-          `student's field 'dim' is ${cfg.dim}; DisCo compares the two, so they must be equal`,
+          `student's field 'dim' is ${cfg.dim}; ${cfg.method} compares the two, so they must ` +
+          'be equal',
       );
     }
     const teacherChannels = (file.backbone.net as { inChannels?: number }).inChannels ?? 1;
@@ -359,6 +421,9 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
     file.encoder.params.dispose();
     teacherSha256 = fileSha256(cfg.teacher!);
   }
+  // What the method adds to MoCo's step (none for MoCo v2 alone), with its own state.
+  const objective = teacher ? buildObjective(cfg, teacher, moco, root.fork('objective')) : null;
+  const infonceWeight = objective?.contrastiveWeight ?? 1;
   const augRng = root.fork('augment');
   const loader = new BatchLoader(trainSet, {
     batchSize: cfg.batchSize,
@@ -369,7 +434,16 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
 
   // Resume, or start at step 0. config.json is written once the config is known to fit.
   const resumed = opts.resume
-    ? resumeRun({ runDir: opts.runDir, cfg, moco, augRng, teacherSha256, metricsPath, log })
+    ? resumeRun({
+        runDir: opts.runDir,
+        cfg,
+        moco,
+        objective,
+        augRng,
+        teacherSha256,
+        metricsPath,
+        log,
+      })
     : null;
   writeFileAtomic(join(opts.runDir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   const startEpoch = resumed?.epoch ?? 0;
@@ -419,7 +493,7 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
     try {
       lastCheckpoint = saveCheckpoint(
         opts.runDir,
-        mocoStateTensors(moco),
+        new Map([...mocoStateTensors(moco), ...(objective?.state() ?? [])]),
         state,
         cfg.keepCheckpoints,
       );
@@ -430,6 +504,9 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
   };
 
   const augment = { size: cfg.imageSize, ...norm };
+  // Metrics lines say when InfoNCE is reported but not counted in the loss (weight 0).
+  const weightNote = infonceWeight !== 1 ? { infonceWeight } : {};
+  const weightText = infonceWeight !== 1 ? ` (weight ${infonceWeight})` : '';
   const stop = new StopOnSignal(log, opts.runDir);
   try {
     for (let epoch = startEpoch; epoch < cfg.epochs; epoch++) {
@@ -462,16 +539,17 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
         const v2 = mocoV2Augment(x, augRng, augment);
         x.dispose();
 
-        // Forward, losses and update, inside MoCo's step.
-        const disco = teacher
-          ? discoExtraLoss(teacher, v1, v2, { weight: cfg.distillWeight })
-          : null;
+        // Forward, losses and update, inside MoCo's step; the objective's queue takes the
+        // batch only once the step has been applied.
+        let s: ObjectiveStep | undefined;
         let metrics;
         try {
+          s = objective?.prepare(v1, v2);
           metrics = moco.step(v1, v2, lr, {
-            ...(disco ? { extraLoss: disco.extraLoss } : {}),
+            ...(s ? { extraLoss: s.extraLoss, contrastiveWeight: infonceWeight } : {}),
             ...(cfg.microBatch > 0 ? { microBatch: cfg.microBatch } : {}),
           });
+          s?.enqueue();
         } catch (err) {
           if (err instanceof NonFiniteLossError) {
             throw stoppedAt(
@@ -481,7 +559,7 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
           }
           throw err;
         } finally {
-          disco?.dispose();
+          s?.dispose();
           v1.dispose();
           v2.dispose();
         }
@@ -497,7 +575,7 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
         });
         appendFileSync(
           metricsPath,
-          `${JSON.stringify({ kind: 'step', epoch: epoch + 1, step, lr, loss: metrics.loss, ...metrics.parts })}\n`,
+          `${JSON.stringify({ kind: 'step', epoch: epoch + 1, step, lr, loss: metrics.loss, ...metrics.parts, ...weightNote })}\n`,
         );
 
         // Between steps: a checkpoint when one is due or a signal asked to stop. The last
@@ -545,14 +623,14 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
       log(
         `epoch ${epoch + 1}/${cfg.epochs}  loss ${finalLoss.toFixed(4)}  ` +
           Object.entries(parts)
-            .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+            .map(([k, v]) => `${k} ${v.toFixed(4)}${k === 'infonce' ? weightText : ''}`)
             .join('  ') +
           `  lr ${lr.toFixed(4)}  ${imgPerSec.toFixed(1)} img/s` +
           (knn !== undefined ? `  kNN top-1 ${(100 * knn).toFixed(2)}%` : ''),
       );
       appendFileSync(
         metricsPath,
-        `${JSON.stringify({ kind: 'epoch', epoch: epoch + 1, step, lr, loss: finalLoss, ...parts, imgPerSec, seconds, knnTop1: knn })}\n`,
+        `${JSON.stringify({ kind: 'epoch', epoch: epoch + 1, step, lr, loss: finalLoss, ...parts, ...weightNote, imgPerSec, seconds, knnTop1: knn })}\n`,
       );
       const path = save(epoch, {
         epoch: epoch + 1,
@@ -595,6 +673,17 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
     `${JSON.stringify({ kind: 'final', ...evalResult, trainSeconds })}\n`,
   );
   saveEncoder(cfg.epochs, evalResult);
+
+  // The run report, with a map of a sample of the test features (a failure only warns).
+  await finishRunReport({
+    runDir: opts.runDir,
+    backbone: built.backbone,
+    test: testSet,
+    preprocess: preprocessFor({ imageSize: cfg.imageSize, ...norm }),
+    seed: cfg.seed,
+    log,
+  });
+  objective?.dispose();
   teacher?.dispose();
   moco.dispose();
   return { built, trainSeconds, finalLoss, eval: evalResult, encoderFile };

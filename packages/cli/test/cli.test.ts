@@ -44,6 +44,8 @@ describe('disco command line', () => {
       'export',
       'embed',
       'bench',
+      'report',
+      'experiment',
     ]) {
       const r = disco([cmd, '--help']);
       expect(r.status, r.all).toBe(0);
