@@ -6,14 +6,8 @@ describe('BatchMatMul on wasm with explicit transposes', () => {
     const rng = new Rng(11);
     const a = rng.normalArray(2 * 5 * 7);
     const b = rng.normalArray(2 * 5 * 7);
-    const t = (v: Float32Array, shape: number[]) =>
-      tf.tensor(
-        v.slice(
-          0,
-          shape.reduce((x, y) => x * y, 1),
-        ),
-        shape,
-      ) as tf.Tensor3D;
+    const t = (v: Float32Array, shape: [number, number, number]) =>
+      tf.tensor3d(v.slice(0, shape[0] * shape[1] * shape[2]), shape);
     const cases: [boolean, boolean, [number, number, number], [number, number, number]][] = [
       [false, false, [2, 5, 7], [2, 7, 3]],
       [true, false, [2, 7, 5], [2, 7, 3]],
