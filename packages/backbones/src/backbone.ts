@@ -70,12 +70,17 @@ export interface Backbone extends Module<tf.Tensor4D, tf.Tensor2D> {
 
 /** The shape of a family: its widths and the optional pieces after the pooled feature. */
 export interface BackboneShape {
+  /** Registry name, such as `resnet50`. */
   arch: string;
+  /** Channels of the input images. */
   inChannels: number;
+  /** Width of the pooled last feature map. */
   pooledDim: number;
   /** Width of the head feature; 0 for a family without one. */
   headDim: number;
+  /** Classes of the final classifier; 0 when it is not built. */
   numClasses: number;
+  /** What `apply` returns: the pooled feature or the head feature. */
   output: 'pooled' | 'head';
 }
 
@@ -91,6 +96,7 @@ export abstract class BackboneBase implements Backbone {
   readonly numClasses: number;
   /** Width of the head feature; 0 for a family without one. */
   protected readonly headDim: number;
+  /** What `apply` returns: the pooled feature or the head feature. */
   protected readonly output: 'pooled' | 'head';
 
   protected constructor(shape: BackboneShape) {

@@ -29,6 +29,7 @@ const STAGES: readonly Stage[] = [
   [6, 3, 1, 192, 320, 1], // features.7, 7x7
 ];
 
+/** One EfficientNet variant: B0's stages scaled in width and depth. @inline */
 interface EfficientNetVariant {
   /** Channel scale of every stage (torchvision's `width_mult`). */
   width: number;

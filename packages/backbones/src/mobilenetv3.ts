@@ -15,9 +15,11 @@ import { resolveOptions } from './options.js';
 /** One inverted-residual block: kernel, expanded channels, out channels, SE, activation, stride. */
 type Row = readonly [number, number, number, boolean, 'RE' | 'HS', number];
 
+/** One MobileNetV3 variant: stem width, block rows, head width. @inline */
 interface MobileNetV3Variant {
   /** Stem output channels (before the width multiplier). */
   stem: number;
+  /** The inverted-residual blocks in order, one row each (see `Row`). */
   rows: readonly Row[];
   /** Width of `classifier.0`, the head feature. */
   lastChannel: number;

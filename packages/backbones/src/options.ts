@@ -6,11 +6,15 @@ import type { BackboneOptions } from './backbone.js';
 
 /** `BackboneOptions` with every default filled in. */
 export interface ResolvedOptions {
+  /** Channels of the input images (default 3). */
   inChannels: number;
+  /** Scale of the stem and stage widths (default 1). */
   widthMultiplier: number;
+  /** Whether the stem is the small-input one (default false). */
   smallStem: boolean;
-  /** 0: no classifier. */
+  /** Classes of the final classifier (`withClassifier`); 0: no classifier. */
   numClasses: number;
+  /** What `apply` returns (default `'pooled'`). */
   output: 'pooled' | 'head';
 }
 

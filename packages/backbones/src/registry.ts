@@ -48,6 +48,7 @@ export function createBackbone(name: string, opts?: BackboneOptions): Backbone {
 
 /** An `Encoder` whose network is a `Backbone`; its `outDim` is the backbone's `featureDim`. */
 export interface BackboneEncoder extends Encoder {
+  /** The backbone, with its widths and its other forward passes (`applyAll`, ...). */
   readonly net: Backbone;
 }
 

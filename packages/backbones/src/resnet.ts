@@ -11,9 +11,12 @@ import { BackboneBase } from './backbone.js';
 import type { BackboneOptions } from './backbone.js';
 import { resolveOptions } from './options.js';
 
+/** The residual block of a variant: two 3x3 convolutions or a 1x1-3x3-1x1 bottleneck. @inline */
 type BlockKind = 'basic' | 'bottleneck';
 
+/** One ResNet variant: its block and stage depths. @inline */
 interface ResNetVariant {
+  /** The residual block of every stage. */
   block: BlockKind;
   /** Blocks in each of the four stages. */
   depths: readonly [number, number, number, number];

@@ -12,6 +12,7 @@ import { checkThreads, defaultWasmThreads, startWasmBackend } from './wasm-threa
 /** A backend name DisCo.js knows how to start. */
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 
+/** The order in which `initBackend` tries backends when none is forced: fastest first. */
 export const BACKEND_ORDER: readonly BackendName[] = [
   'tensorflow-gpu',
   'tensorflow',
@@ -19,6 +20,7 @@ export const BACKEND_ORDER: readonly BackendName[] = [
   'cpu',
 ];
 
+/** What `initBackend` starts. */
 export interface BackendOptions {
   /** Force one backend; also read from `DISCO_BACKEND`. Fails loudly when it cannot start. */
   backend?: BackendName;

@@ -10,10 +10,13 @@ import type { tf } from './tf.js';
 
 /** An architecture (stateless) bound to a parameter set. */
 export interface Encoder {
+  /** The architecture: `[batch, height, width, channels]` in, `[batch, outDim]` out. */
   readonly net: Module<tf.Tensor4D, tf.Tensor2D>;
+  /** The parameter set `net` runs with. */
   readonly params: Params;
   /** Width of the output embedding. */
   readonly outDim: number;
+  /** Runs `net` on `params`: images `[batch, height, width, channels]` to `[batch, outDim]`. */
   apply(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor2D;
 }
 
@@ -43,7 +46,10 @@ export class Sequential<
   I extends tf.Tensor = tf.Tensor,
   O extends tf.Tensor = tf.Tensor,
 > implements Module<I, O> {
-  constructor(readonly modules: readonly Module[]) {}
+  constructor(
+    /** The modules, in the order they run; each one's output is the next one's input. */
+    readonly modules: readonly Module[],
+  ) {}
 
   init(params: Params, rng: Rng): void {
     for (const m of this.modules) m.init(params, rng);

@@ -120,7 +120,15 @@ export class BnStatsSink {
 
 /** A building block: creates its parameters once, then runs on any compatible `Params`. */
 export interface Module<I extends tf.Tensor = tf.Tensor, O extends tf.Tensor = tf.Tensor> {
+  /**
+   * Creates this module's parameters and buffers in `params`, under its full names, drawing
+   * random initial values from `rng`. Throws if a name already exists.
+   */
   init(params: Params, rng: Rng): void;
+  /**
+   * The forward pass of `x` with the tensors of `params`. May update BatchNorm running
+   * buffers in `params` when `ctx.training` is set.
+   */
   apply(params: Params, x: I, ctx: ForwardContext): O;
 }
 
@@ -128,15 +136,21 @@ function join(prefix: string, name: string): string {
   return prefix === '' ? name : `${prefix}.${name}`;
 }
 
+/** The shape and initialisation of a {@link Conv2d}. */
 export interface Conv2dConfig {
+  /** Input channels (the last axis of the NHWC input). */
   inChannels: number;
+  /** Output channels. */
   outChannels: number;
+  /** Square kernel size. */
   kernelSize: number;
+  /** Stride in both spatial directions; default 1. */
   stride?: number;
   /** Symmetric zero padding on each side (PyTorch's `padding`); default `kernelSize >> 1`. */
   padding?: number;
   /** `groups === inChannels === outChannels / m` is a depthwise convolution. */
   groups?: number;
+  /** Adds a bias `[outChannels]`; default false (the convolution is followed by BatchNorm). */
   bias?: boolean;
   /** Weight init: PyTorch's kaiming-normal with fan-out (torchvision ResNet, MobileNetV3). */
   init?: 'kaimingNormalFanOut' | 'pytorchDefault';
@@ -147,10 +161,14 @@ export interface Conv2dConfig {
  * supported; weights are `[kh, kw, in, out]` (plain) or `[kh, kw, in, 1]` (depthwise).
  */
 export class Conv2d implements Module<tf.Tensor4D, tf.Tensor4D> {
+  /** The configuration with its defaults filled in. */
   readonly cfg: Required<Omit<Conv2dConfig, 'init'>> & Pick<Conv2dConfig, 'init'>;
+  /** Whether this is a depthwise convolution (`groups > 1`). */
   readonly depthwise: boolean;
 
+  /** Throws if `groups > 1` is not a depthwise grouping (groups = in = out channels). */
   constructor(
+    /** The layer's name prefix in `Params` (`layer1.0.conv1`: `.weight`, `.bias`). */
     readonly name: string,
     cfg: Conv2dConfig,
   ) {
@@ -209,7 +227,9 @@ export class Conv2d implements Module<tf.Tensor4D, tf.Tensor4D> {
   }
 }
 
+/** The size and constants of a {@link BatchNorm}. */
 export interface BatchNormConfig {
+  /** Channels normalised (the last axis of the input). */
   channels: number;
   /** PyTorch default 1e-5; torchvision's MobileNetV3 uses 1e-3. */
   eps?: number;
@@ -223,11 +243,18 @@ export interface BatchNormConfig {
  * running variance); in eval mode, running statistics.
  */
 export class BatchNorm implements Module {
+  /** The epsilon added to the variance; default 1e-5. */
   readonly eps: number;
+  /** The running-statistics momentum (PyTorch's convention); default 0.1. */
   readonly momentum: number;
 
   constructor(
+    /**
+     * The layer's name prefix in `Params`: `.weight`, `.bias` and the buffers `.running_mean`,
+     * `.running_var`, as PyTorch names them.
+     */
     readonly name: string,
+    /** The layer's configuration, as given. */
     readonly cfg: BatchNormConfig,
   ) {
     this.eps = cfg.eps ?? 1e-5;
@@ -382,18 +409,29 @@ function batchNormTrain(
   return { y, mean: s.mean, variance: s.variance };
 }
 
+/** The shape and initialisation of a {@link Linear} layer. */
 export interface LinearConfig {
+  /** Input features (the last axis of the input). */
   inFeatures: number;
+  /** Output features. */
   outFeatures: number;
+  /** Adds a bias `[outFeatures]`; default true. */
   bias?: boolean;
   /** `pytorchDefault`: U(+-1/sqrt(fan_in)) for weight and bias; `normal`: N(0, std), bias 0. */
-  init?: 'pytorchDefault' | { normalStd: number };
+  init?:
+    | 'pytorchDefault'
+    | {
+        /** Standard deviation of the normal weight init. */
+        normalStd: number;
+      };
 }
 
 /** Fully connected layer, `[batch, in] -> [batch, out]`, weight stored `[in, out]`. */
 export class Linear implements Module<tf.Tensor2D, tf.Tensor2D> {
   constructor(
+    /** The layer's name prefix in `Params` (`fc`: `fc.weight`, `fc.bias`). */
     readonly name: string,
+    /** The layer's configuration, as given. */
     readonly cfg: LinearConfig,
   ) {}
 
@@ -424,6 +462,7 @@ export class Linear implements Module<tf.Tensor2D, tf.Tensor2D> {
 export type Activation =
   'relu' | 'relu6' | 'hardswish' | 'hardsigmoid' | 'sigmoid' | 'silu' | 'identity';
 
+/** Applies the activation `kind` elementwise; `x` keeps its shape (`identity` returns it). */
 export function activate<T extends tf.Tensor>(x: T, kind: Activation): T {
   switch (kind) {
     case 'relu':

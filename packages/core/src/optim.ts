@@ -6,14 +6,19 @@
  */
 import { tf } from './tf.js';
 
+/** The constants of an {@link Sgd} optimizer. */
 export interface SgdConfig {
+  /** Momentum, in [0, 1); default 0.9. */
   momentum?: number;
+  /** Coupled L2 weight decay (added to the gradient), >= 0; default 0. */
   weightDecay?: number;
 }
 
 /** SGD with momentum over a fixed list of named variables. */
 export class Sgd {
+  /** Momentum, in [0, 1). */
   readonly momentum: number;
+  /** Coupled L2 weight decay. */
   readonly weightDecay: number;
   private readonly buffers = new Map<string, tf.Variable>();
 
@@ -58,6 +63,7 @@ export class Sgd {
     for (const [name, t] of state) this.buffers.set(name, tf.variable(t, false));
   }
 
+  /** Frees the momentum buffers; the next step starts them afresh. */
   dispose(): void {
     for (const b of this.buffers.values()) b.dispose();
     this.buffers.clear();

@@ -49,10 +49,12 @@ export class Params {
     return e.variable;
   }
 
+  /** Whether a parameter or buffer called `name` exists. */
   has(name: string): boolean {
     return this.entries.has(name);
   }
 
+  /** How the tensor `name` is laid out relative to PyTorch's; throws naming it when absent. */
   layout(name: string): Layout {
     const e = this.entries.get(name);
     if (!e) throw new Error(`Params.layout: no parameter '${name}'`);
@@ -142,6 +144,7 @@ export class Params {
     }
   }
 
+  /** Disposes every variable and empties the store. */
   dispose(): void {
     for (const e of this.entries.values()) e.variable.dispose();
     this.entries.clear();

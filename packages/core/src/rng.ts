@@ -29,7 +29,9 @@ function hashString(text: string): number {
 
 /** A generator state that survives JSON. */
 export interface RngState {
+  /** The four 32-bit words of the xoshiro128** state. */
   s: number[];
+  /** The second normal of the last Box-Muller pair, not yet drawn; null when none is held. */
   spare: number | null;
 }
 

@@ -10,14 +10,19 @@ import { tf } from './tf.js';
 
 /** A raw tensor as stored: dtype name, shape and its values widened to a JS typed array. */
 export interface RawTensor {
+  /** The dtype as the file names it. */
   dtype: 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8';
+  /** The shape as stored (PyTorch's layout for a PyTorch file). */
   shape: number[];
   /** Float tensors as Float32Array; integer tensors as Int32Array (I64 must fit in 32 bits). */
   values: Float32Array | Int32Array;
 }
 
+/** A parsed safetensors file. */
 export interface SafetensorsFile {
+  /** The tensors by name, in the header's order. */
   tensors: Map<string, RawTensor>;
+  /** The header's `__metadata__` strings; empty when it has none. */
   metadata: Record<string, string>;
 }
 
@@ -205,8 +210,11 @@ export function readSafetensors(path: string): SafetensorsFile {
 
 /** A tensor to write: values and shape, stored as F32 or F16. */
 export interface TensorToWrite {
+  /** The shape to record; its product must equal `values.length`. */
   shape: number[];
+  /** The values, row-major. */
   values: Float32Array | Int32Array;
+  /** The stored dtype; default F32 for a Float32Array, I32 for an Int32Array. */
   dtype?: 'F32' | 'F16' | 'I32';
 }
 

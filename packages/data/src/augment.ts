@@ -82,9 +82,11 @@ export const MOCO_V2_AUGMENT: Readonly<AugmentConfig> = Object.freeze<AugmentCon
 
 /** The random choices for one batch, one entry per image. */
 export interface AugmentParams {
+  /** `n` random resized crop windows, in source pixels. */
   windows: CropWindow[];
   /** `n` flags: mirror left-right. */
   flip: Uint8Array;
+  /** The colour jitter of each image (factors, order, whether it applies). */
   jitter: JitterParams;
   /** `n` flags: convert to grayscale. */
   grayscale: Uint8Array;

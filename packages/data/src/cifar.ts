@@ -70,6 +70,7 @@ const CIFAR100: CifarFormat = {
   labelNames: ['coarse label', 'fine label'],
 };
 
+/** Which CIFAR-10 files `loadCifar10` reads, and how many images. */
 export interface Cifar10Options {
   /** Folder holding `data_batch_1.bin` .. `data_batch_5.bin` and `test_batch.bin`, or their
    * parent (the folder `cifar-10-batches-bin` is then looked for inside it). */
@@ -80,9 +81,11 @@ export interface Cifar10Options {
   limit?: number;
 }
 
+/** Which CIFAR-100 file `loadCifar100` reads, which labels, and how many images. */
 export interface Cifar100Options {
   /** Folder holding `train.bin` and `test.bin`, or its parent (with `cifar-100-binary`). */
   dir: string;
+  /** `train`: `train.bin` (50000 images); `test`: `test.bin` (10000 images). */
   split: 'train' | 'test';
   /** Which label to return: the 100 fine classes (default) or the 20 superclasses. */
   labels?: 'fine' | 'coarse';

@@ -9,9 +9,13 @@ import type { Rng } from '@disco/core';
 
 /** A crop window in whole pixels: rows `top .. top+height-1`, columns `left .. left+width-1`. */
 export interface CropWindow {
+  /** First row. */
   top: number;
+  /** First column. */
   left: number;
+  /** Rows in the window. */
   height: number;
+  /** Columns in the window. */
   width: number;
 }
 

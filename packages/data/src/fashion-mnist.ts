@@ -33,6 +33,7 @@ export const FASHION_MNIST_CLASSES: readonly string[] = [
  * (the values to normalise Fashion-MNIST with; the test suite recomputes them).
  */
 export const FASHION_MNIST_MEAN: readonly number[] = [0.286];
+/** Per-channel standard deviation of the full train split's pixels in [0, 1] (see the mean). */
 export const FASHION_MNIST_STD: readonly number[] = [0.353];
 
 /** A split's standard file names (the `.gz` ones; plain files without `.gz` also load). */
@@ -41,12 +42,14 @@ const FILE_NAMES = {
   test: { images: 't10k-images-idx3-ubyte.gz', labels: 't10k-labels-idx1-ubyte.gz' },
 } as const;
 
+/** Which Fashion-MNIST files `loadFashionMnist` reads, and how many images. */
 export interface FashionMnistOptions {
   /**
    * Folder with the four IDX files (gzipped or plain). Default: the subset shipped with
    * @disco/data; `FULL_FASHION_MNIST_DIR` for the full set.
    */
   dir?: string;
+  /** `train`: `train-*` (60000 images in the full set); `test`: `t10k-*` (10000). */
   split: 'train' | 'test';
   /** Keep only the first `limit` images. */
   limit?: number;

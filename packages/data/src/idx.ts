@@ -17,7 +17,9 @@ const IDX_TYPES = {
   0x0e: { dtype: 'float64', bytes: 8 },
 } as const;
 
+/** One IDX array of element type `D`, its values in the typed array `A`. */
 interface IdxOf<D extends string, A> {
+  /** The element type declared in the header. */
   dtype: D;
   /** Dimensions as declared in the header, e.g. `[60000, 28, 28]` for MNIST images. */
   shape: number[];
@@ -37,6 +39,7 @@ export type IdxArray =
 /** The element type names of `IdxArray`. */
 export type IdxDtype = IdxArray['dtype'];
 
+/** Limits of `readIdx` and `parseIdx`. */
 export interface ReadIdxOptions {
   /**
    * The largest decompressed size accepted, in bytes (default 2 GiB). Guards against a

@@ -7,6 +7,7 @@ type SharpFn = typeof import('sharp').default;
 
 /** A file that could not be decoded and was left out. */
 export interface SkippedImage {
+  /** The file's path. */
   path: string;
   /** The decoder's message, first line. */
   reason: string;

@@ -24,6 +24,7 @@ const IMAGE_NAME = /\.(jpe?g|png|webp)$/i;
 /** Labels are uint8 in `ImageSet`, so a labelled folder can have at most this many classes. */
 const MAX_CLASSES = 256;
 
+/** What `loadImageFolder` reads and how it decodes the images. */
 export interface ImageFolderOptions {
   /** The folder to read. */
   root: string;

@@ -9,10 +9,15 @@ export interface ImageSet {
   images: Uint8Array;
   /** `count` class labels (for unlabelled sets, zeros). */
   labels: Uint8Array;
+  /** Images in the set. */
   count: number;
+  /** Rows of every image. */
   height: number;
+  /** Columns of every image. */
   width: number;
+  /** Channels of every image (the readers give 1 for grayscale, 3 for RGB). */
   channels: number;
+  /** The class names, indexed by label (empty for an unlabelled set). */
   classNames: readonly string[];
 }
 

@@ -8,6 +8,7 @@ import { Rng, tf } from '@disco/core';
 
 import { checkImageSet, type ImageSet } from './image-set.js';
 
+/** The batch size, order and seed of a {@link BatchLoader}. */
 export interface BatchLoaderConfig {
   /** Images per batch. */
   batchSize: number;
@@ -36,6 +37,7 @@ export interface Batch {
   indices: Int32Array;
   /** Images in this batch: `batchSize`, or fewer for a last short batch. */
   size: number;
+  /** The epoch this batch belongs to, 0-based. */
   epoch: number;
   /** Position in the epoch, 0-based. */
   batchIndex: number;
@@ -43,8 +45,11 @@ export interface Batch {
 
 /** Shuffling, resumable batches over an `ImageSet`. */
 export class BatchLoader {
+  /** Images per batch. */
   readonly batchSize: number;
+  /** Whether each epoch draws a fresh order. */
   readonly shuffle: boolean;
+  /** Whether a short last batch is skipped. */
   readonly dropLast: boolean;
   private readonly stream: Rng | null;
   private cached: { epoch: number; order: Int32Array } | null = null;
@@ -54,6 +59,7 @@ export class BatchLoader {
    *   `shuffle` is on without an `rng`.
    */
   constructor(
+    /** The image set batched (not copied). */
     readonly data: ImageSet,
     cfg: BatchLoaderConfig,
   ) {

@@ -30,10 +30,12 @@ export const STL10_CLASSES: readonly string[] = [
 /** The STL-10 splits; `train+unlabeled` is the 5000 train images then the 100000 unlabelled. */
 export type Stl10Split = 'train' | 'test' | 'unlabeled' | 'train+unlabeled';
 
+/** Which STL-10 split `loadStl10` reads, and how many images. */
 export interface Stl10Options {
   /** Folder holding the `.bin` files, or its parent (the folder `stl10_binary` is then
    * looked for inside it). */
   dir: string;
+  /** The split to read (`train`: 5000 labelled, `test`: 8000, `unlabeled`: 100000). */
   split: Stl10Split;
   /** Keep only the first `limit` images (of the train images first, for `train+unlabeled`);
    * only their bytes are read. */
@@ -51,6 +53,7 @@ export interface Stl10Options {
  * them come from `unlabeled_X.bin` and have label 0, which is not a class.
  */
 export interface Stl10Set extends ImageSet {
+  /** Images, from the first, that carry a class label. */
   labelledCount: number;
 }
 

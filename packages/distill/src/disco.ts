@@ -13,6 +13,7 @@ import { tf } from '@disco/core';
 import type { ExtraLoss } from '@disco/moco';
 import type { Teacher } from './teacher.js';
 
+/** The settings of the DisCo consistency term. */
 export interface DisCoConfig {
   /** Weight on the per-sample mean squared distance of each view. Default 32. */
   weight?: number;
@@ -20,6 +21,7 @@ export interface DisCoConfig {
   views?: 'both' | 'first';
 }
 
+/** DisCo's defaults: weight 32 (8 GPUs x 32 images, summed per GPU), both views. */
 export const DISCO_DEFAULTS: Required<DisCoConfig> = { weight: 32, views: 'both' };
 
 /**
@@ -45,7 +47,12 @@ export function discoExtraLoss(
   view1: tf.Tensor4D,
   view2: tf.Tensor4D,
   cfg: DisCoConfig = {},
-): { extraLoss: ExtraLoss; dispose: () => void } {
+): {
+  /** The loss to pass as `extraLoss` to `MoCo.step` for this batch. */
+  extraLoss: ExtraLoss;
+  /** Frees the teacher's targets, once the step is done. */
+  dispose: () => void;
+} {
   const { weight, views } = { ...DISCO_DEFAULTS, ...cfg };
   if (!(weight >= 0) || !Number.isFinite(weight)) {
     throw new Error(`discoExtraLoss: weight must be a finite number >= 0, got ${weight}`);

@@ -7,11 +7,17 @@
  */
 import { bindEncoder, type Encoder, l2Normalize, tf } from '@disco/core';
 
+/**
+ * How the teacher's BatchNorm layers run: `train` normalises with batch statistics (the
+ * official DisCo code), `eval` with the running statistics of its checkpoint (SEED, CompRess).
+ */
 export type TeacherBnMode = 'train' | 'eval';
 
 /** Per-channel normalisation of [0, 1] images (one value for all channels is allowed). */
 export interface Normalisation {
+  /** Per-channel mean, subtracted. */
   mean: readonly number[];
+  /** Per-channel standard deviation, divided by. */
   std: readonly number[];
 }
 
@@ -26,7 +32,12 @@ export interface TeacherInput {
   /** The normalisation the views carry. */
   from: Normalisation;
   /** The teacher's normalisation, channel count and image side. */
-  to: Normalisation & { channels: number; size: number };
+  to: Normalisation & {
+    /** Channels of the teacher's input (a 1-channel view is repeated to match). */
+    channels: number;
+    /** Side of the teacher's square input, in pixels. */
+    size: number;
+  };
 }
 
 function channelVector(n: Normalisation, key: 'mean' | 'std', channels: number): tf.Tensor1D {
@@ -66,11 +77,15 @@ export function adaptTeacherInput(x: tf.Tensor4D, input: TeacherInput): tf.Tenso
 
 /** A frozen encoder producing normalised targets. */
 export class Teacher {
+  /** The teacher's own frozen copy of the encoder given to the constructor. */
   readonly encoder: Encoder;
 
   /**
    * @param encoder the pre-trained encoder; its parameters are copied into frozen variables.
+   * @param bnMode how its BatchNorm layers run; default `train`, as the official code.
+   * @param bnGroupSize ghost-BN group size in `train` mode (32 as per-GPU BN); unset: one group.
    * @param input when given, views are converted to the teacher's input format first.
+   * @throws when `bnMode` is neither `train` nor `eval`.
    */
   constructor(
     encoder: Encoder,
@@ -93,6 +108,7 @@ export class Teacher {
     });
   }
 
+  /** Frees the frozen copy of the parameters (the encoder given is left as it was). */
   dispose(): void {
     this.encoder.params.dispose();
   }

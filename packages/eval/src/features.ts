@@ -6,11 +6,15 @@
 import { tf, type Encoder } from '@disco/core';
 import { checkInt } from './validate.js';
 
+/** The layout of the images `extractFeatures` reads and how it batches them. */
 export interface ExtractOptions {
   /** Number of images in `images`. */
   count: number;
+  /** Rows of every image. */
   height: number;
+  /** Columns of every image. */
   width: number;
+  /** Channels of every image. */
   channels: number;
   /** Images per forward pass (default 256). */
   batchSize?: number;

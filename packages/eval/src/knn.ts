@@ -24,6 +24,7 @@ import {
   type Labels,
 } from './validate.js';
 
+/** The features, labels and vote settings of `knnClassify`. */
 export interface KnnOptions {
   /** Train (memory bank) features `[nTrain, dim]`; a tensor here is read, not disposed. */
   trainFeatures: FeatureMatrix;
@@ -33,6 +34,7 @@ export interface KnnOptions {
   testFeatures: FeatureMatrix;
   /** Class of each query `[nTest]`; when given, `top1` is reported. */
   testLabels?: Labels;
+  /** Number of classes: labels and predictions are in `[0, numClasses)`. */
   numClasses: number;
   /** Feature width; inferred from `trainFeatures` and `trainLabels`, checked when given. */
   dim?: number;
@@ -44,6 +46,7 @@ export interface KnnOptions {
   chunkSize?: number;
 }
 
+/** What `knnClassify` returns. */
 export interface KnnResult {
   /** Predicted class of each query `[nTest]`. */
   predictions: Int32Array;

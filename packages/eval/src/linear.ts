@@ -26,6 +26,7 @@ import {
   type Labels,
 } from './validate.js';
 
+/** The features, labels and training settings of `linearProbe`. */
 export interface LinearProbeOptions {
   /** Train features `[nTrain, dim]`; a tensor here is read, not disposed. */
   trainFeatures: FeatureMatrix;
@@ -35,6 +36,7 @@ export interface LinearProbeOptions {
   testFeatures: FeatureMatrix;
   /** Class of each test row `[nTest]`. */
   testLabels: Labels;
+  /** Number of classes: labels and predictions are in `[0, numClasses)`. */
   numClasses: number;
   /** Feature width; inferred from `trainFeatures` and `trainLabels`, checked when given. */
   dim?: number;
@@ -65,6 +67,7 @@ export interface LinearProbeWeights {
   std: Float32Array;
 }
 
+/** What `linearProbe` returns: its scores and the trained probe. */
 export interface LinearProbeResult {
   /** Test top-1 accuracy, a fraction in [0, 1]. */
   top1: number;
@@ -74,6 +77,7 @@ export interface LinearProbeResult {
   trainLoss: number;
   /** Predicted class of each test row `[nTest]`. */
   predictions: Int32Array;
+  /** The trained probe, with the train-feature standardisation it applies. */
   weights: LinearProbeWeights;
 }
 

@@ -4,8 +4,11 @@
  */
 import { Linear, type ForwardContext, type Module, type Params, type Rng, tf } from '@disco/core';
 
+/** The widths and parameter names of a {@link LinearClassifier}. */
 export interface LinearClassifierConfig {
+  /** Width of the features classified. */
   inDim: number;
+  /** Number of classes, at least 2. */
   numClasses: number;
   /** Parameter name prefix; default `fc`. */
   name?: string;
@@ -15,7 +18,11 @@ export interface LinearClassifierConfig {
 export class LinearClassifier implements Module<tf.Tensor2D, tf.Tensor2D> {
   private readonly linear: Linear;
 
-  constructor(readonly cfg: LinearClassifierConfig) {
+  /** @throws when `numClasses` is not an integer >= 2. */
+  constructor(
+    /** The classifier's configuration, as given. */
+    readonly cfg: LinearClassifierConfig,
+  ) {
     if (!Number.isInteger(cfg.numClasses) || cfg.numClasses < 2) {
       throw new Error(
         `LinearClassifier: numClasses must be an integer >= 2, got ${cfg.numClasses}`,
@@ -28,10 +35,12 @@ export class LinearClassifier implements Module<tf.Tensor2D, tf.Tensor2D> {
     });
   }
 
+  /** Creates `<name>.weight` `[inDim, numClasses]` ~ N(0, 0.01) and `<name>.bias`, zeros. */
   init(params: Params, rng: Rng): void {
     this.linear.init(params, rng);
   }
 
+  /** Logits `[batch, numClasses]` of features `[batch, inDim]`; the context is not used. */
   apply(params: Params, x: tf.Tensor2D, _ctx: ForwardContext): tf.Tensor2D {
     return this.linear.apply(params, x);
   }

@@ -6,6 +6,7 @@
  */
 import { Linear, type ForwardContext, type Module, type Params, type Rng, tf } from '@disco/core';
 
+/** The widths and parameter names of a {@link ProjectionHead}. */
 export interface ProjectionHeadConfig {
   /** Width of the backbone feature fed to the head. */
   inDim: number;
@@ -19,11 +20,15 @@ export interface ProjectionHeadConfig {
 
 /** Projection MLP, `[batch, inDim] -> [batch, outDim]` (not normalised). */
 export class ProjectionHead implements Module<tf.Tensor2D, tf.Tensor2D> {
+  /** Width of the backbone feature fed to the head. */
   readonly inDim: number;
+  /** Hidden width; 0 for a single linear layer. */
   readonly hiddenDim: number;
+  /** Embedding width. */
   readonly outDim: number;
   private readonly layers: Linear[];
 
+  /** @throws when `inDim` or `outDim` is not a positive integer, or `hiddenDim` is negative. */
   constructor(cfg: ProjectionHeadConfig) {
     const { inDim, hiddenDim = 2048, outDim = 128, name = 'head' } = cfg;
     for (const [field, value] of Object.entries({ inDim, outDim })) {
@@ -46,10 +51,15 @@ export class ProjectionHead implements Module<tf.Tensor2D, tf.Tensor2D> {
           ];
   }
 
+  /**
+   * Creates `<name>.0` and `<name>.2` (`.weight` and `.bias` each, PyTorch's default init),
+   * or `<name>` alone when `hiddenDim` is 0.
+   */
   init(params: Params, rng: Rng): void {
     for (const layer of this.layers) layer.init(params, rng);
   }
 
+  /** Embeddings `[batch, outDim]` of features `[batch, inDim]`; the context is not used. */
   apply(params: Params, x: tf.Tensor2D, _ctx: ForwardContext): tf.Tensor2D {
     if (x.shape[1] !== this.inDim) {
       throw new Error(

@@ -23,6 +23,7 @@ import { infoNce } from './infonce.js';
 import { momentumUpdate } from './momentum.js';
 import { KeyQueue } from './queue.js';
 
+/** The MoCo v2 settings of a {@link MoCo} run; every field has a default. */
 export interface MoCoConfig {
   /** Embedding width (the head's output). Default 128. */
   dim?: number;
@@ -56,7 +57,12 @@ export const MOCO_V2_DEFAULTS: Required<MoCoConfig> = {
 
 /** What one step reports: the total loss and its named parts (all numbers). */
 export interface StepMetrics {
+  /** The total loss of the step (InfoNCE times its weight, plus the extra terms). */
   loss: number;
+  /**
+   * The terms by name, batch means: `infonce` (before `contrastiveWeight`) and each extra
+   * term as the extra loss returned it.
+   */
   parts: Record<string, number>;
 }
 
@@ -72,6 +78,7 @@ export type ExtraLoss = (args: {
   q: tf.Tensor2D;
   /** The micro-batch's rows of each view. */
   view1: tf.Tensor4D;
+  /** The micro-batch's rows of view 2. */
   view2: tf.Tensor4D;
   /** Where the micro-batch lies in the step's batch: rows `[start, end)`. */
   rows: { start: number; end: number };
@@ -79,6 +86,7 @@ export type ExtraLoss = (args: {
 
 /** Options of `MoCo.step`. */
 export interface StepOptions {
+  /** Terms added to the InfoNCE loss inside the tape (DisCo's consistency terms). */
   extraLoss?: ExtraLoss;
   /** Weight of the InfoNCE term (default 1; 0 gives DisCo's only-mse ablation). */
   contrastiveWeight?: number;
@@ -94,7 +102,10 @@ export interface StepOptions {
 
 /** Thrown when a step's loss is NaN or infinite; the parameters were not updated. */
 export class NonFiniteLossError extends Error {
-  constructor(readonly metrics: StepMetrics) {
+  constructor(
+    /** The step's loss and parts, at least one of them NaN or infinite. */
+    readonly metrics: StepMetrics,
+  ) {
     super(
       `loss is not finite (${metrics.loss}); parts: ` +
         Object.entries(metrics.parts)
@@ -113,10 +124,15 @@ function inversePermutation(perm: Int32Array): Int32Array {
 
 /** MoCo v2 training state: query and key encoders, queue, optimizer. */
 export class MoCo {
+  /** The configuration with its defaults filled in. */
   readonly cfg: Required<MoCoConfig>;
+  /** The query encoder (the student), trained by SGD. */
   readonly query: Encoder;
+  /** The momentum key encoder: same network, its own frozen copy of the parameters. */
   readonly key: Encoder;
+  /** The queue of negative keys. */
   readonly queue: KeyQueue;
+  /** The SGD optimizer of the query encoder (its momentum buffers go into checkpoints). */
   readonly optimizer: Sgd;
   private readonly rng: Rng;
 
@@ -296,10 +312,12 @@ export class MoCo {
     return this.rng.getState();
   }
 
+  /** Restores the key-batch permutation stream (from `rngState`, on resume). */
   setRngState(state: RngState): void {
     this.rng.setState(state);
   }
 
+  /** Frees the key encoder's parameters, the queue and the optimizer's buffers. */
   dispose(): void {
     this.key.params.dispose();
     this.queue.dispose();

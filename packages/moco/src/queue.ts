@@ -8,7 +8,9 @@ import { Rng, tf } from '@disco/core';
 
 /** The queue of negative keys and its write pointer. */
 export class KeyQueue {
+  /** Width of each key (the embedding width). */
   readonly dim: number;
+  /** Number of keys held, K. */
   readonly size: number;
   /** `[dim, size]`, each column unit-norm. */
   readonly keys: tf.Variable;
@@ -31,6 +33,7 @@ export class KeyQueue {
     });
   }
 
+  /** The column the next `enqueue` writes first, in [0, K). */
   get ptr(): number {
     return this.pointer;
   }
@@ -75,6 +78,7 @@ export class KeyQueue {
     this.pointer = ptr;
   }
 
+  /** Frees the keys. */
   dispose(): void {
     this.keys.dispose();
   }

@@ -143,7 +143,14 @@ export function extractStateDict(
 export function stripStateDictPrefix<T>(
   tensors: Map<string, T>,
   opts: { prefix?: string; source?: string } = {},
-): { tensors: Map<string, T>; prefix: string; dropped: string[] } {
+): {
+  /** The kept tensors, under their names without the prefix. */
+  tensors: Map<string, T>;
+  /** The prefix stripped (`module.encoder_q.`); empty when none was. */
+  prefix: string;
+  /** The full names of the tensors left out (without the prefix, or beside the selected ones). */
+  dropped: string[];
+} {
   return stripNames([...tensors], opts.prefix, opts.source ?? '<state dict>', '');
 }
 
