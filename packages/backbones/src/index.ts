@@ -13,7 +13,7 @@ export {
 } from './backbone.js';
 export { resolveOptions, type ResolvedOptions } from './options.js';
 export { ResNet, RESNET_VARIANTS, scaleResNetWidth, maxPool3x3s2 } from './resnet.js';
-export { MobileNetV3, MOBILENET_V3_VARIANTS, makeDivisible } from './mobilenetv3.js';
+export { MobileNetV3, MOBILENET_V3_VARIANTS, makeDivisible, type Row } from './mobilenetv3.js';
 export { EfficientNet, EFFICIENTNET_VARIANTS } from './efficientnet.js';
 export { initConvTorchvision } from './init.js';
 export {

@@ -13,7 +13,7 @@ import { ConvNormAct, ResidualStack, SqueezeExcitation } from './blocks.js';
 import { resolveOptions } from './options.js';
 
 /** One inverted-residual block: kernel, expanded channels, out channels, SE, activation, stride. */
-type Row = readonly [number, number, number, boolean, 'RE' | 'HS', number];
+export type Row = readonly [number, number, number, boolean, 'RE' | 'HS', number];
 
 /** One MobileNetV3 variant: stem width, block rows, head width. @inline */
 interface MobileNetV3Variant {

@@ -15,9 +15,13 @@ import { buildEncoder, type EncoderSpec } from './model-file.js';
 
 /** One benchmark setting. */
 export interface BenchCase {
+  /** A label for the output, with the letter of the setting ('a: resnet18 ...'). */
   name: string;
+  /** The student encoder, trained by the step. */
   student: EncoderSpec;
+  /** The frozen teacher encoder, giving the consistency targets. */
   teacher: EncoderSpec;
+  /** Side of the square random views, in pixels. */
   imageSize: number;
   /** Channels of the views (default 3). */
   channels?: number;
@@ -61,7 +65,9 @@ export const BENCH_CASES: readonly BenchCase[] = [
 
 /** What one timed setting measured. */
 export interface BenchResult {
+  /** Training images per second: the batch over `stepSeconds`. */
   imgPerSec: number;
+  /** Mean wall-clock seconds of one step. */
   stepSeconds: number;
 }
 
@@ -138,9 +144,13 @@ export function timeDiscoStep(
 
 /** Memory at one point of a soak run. */
 export interface SoakSample {
+  /** Steps run so far, counted from 1. */
   step: number;
+  /** Live tensors, `tf.memory().numTensors`. */
   numTensors: number;
+  /** Resident set size of the process, in MiB. */
   rssMiB: number;
+  /** The wasm backend's heap, in MiB; null on another backend. */
   heapMiB: number | null;
 }
 
@@ -186,8 +196,11 @@ export function soakDiscoStep(
 
 /** Time and calls of one kernel in a profiled phase. */
 export interface KernelTime {
+  /** The kernel's name (BatchNorm's channel-mean matMuls listed apart). */
   name: string;
+  /** Kernel time summed over its calls, in milliseconds. */
   ms: number;
+  /** How many times the phase ran it. */
   calls: number;
 }
 

@@ -45,8 +45,16 @@ export interface RunState {
   batch?: number;
   /** Optimizer steps taken. */
   step: number;
+  /** The MoCo queue's write position: the column the next batch of keys goes to. */
   queuePtr: number;
-  rng: { moco: RngState; augment: RngState };
+  /** The random streams a resumed run continues. */
+  rng: {
+    /** MoCo's stream of key-batch permutations (shuffling BN). */
+    moco: RngState;
+    /** The augmentation stream of the two views. */
+    augment: RngState;
+  };
+  /** The run's resolved config, compared with the resuming run's (`compareResumeConfig`). */
   config: TrainConfig;
   /** sha256 of the teacher file, for DisCo runs. */
   teacherSha256?: string;
@@ -168,15 +176,20 @@ export function removeStaleTemporaries(runDir: string): string[] {
 
 /** A checkpoint read back: its tensors (caller disposes) and state. */
 export interface LoadedCheckpoint {
+  /** The file it was read from. */
   path: string;
+  /** The MoCo and objective state tensors by name; the caller disposes them. */
   tensors: Map<string, tf.Tensor>;
+  /** The position, config and teacher identity stored in the file's metadata. */
   state: RunState;
 }
 
 /** A checkpoint file that cannot be used: truncated, corrupted, or not a checkpoint. */
 export class DamagedCheckpointError extends Error {
   constructor(
+    /** The checkpoint file. */
     readonly path: string,
+    /** What is wrong with it, e.g. a checksum mismatch. */
     readonly reason: string,
   ) {
     super(`checkpoint ${path} is damaged: ${reason}`);

@@ -40,8 +40,11 @@ export interface TrainConfig {
   data?: string;
   /** Use only the first N training images. */
   limit?: number;
+  /** Student backbone, a name from the @disco/backbones registry (`listBackbones()`). */
   arch: string;
+  /** Scales the backbone's stem and stage widths (default 1; must be > 0). */
   widthMultiplier: number;
+  /** The backbone stem for 32x32-class inputs, which keeps more resolution (default false). */
   smallStem: boolean;
   /**
    * Backbone output fed to the projection head and used for evaluation: the pooled feature,
@@ -54,19 +57,25 @@ export interface TrainConfig {
   dim: number;
   /** Side of the square training crops and evaluation inputs. */
   imageSize: number;
+  /** Passes over the training images (default 10). */
   epochs: number;
+  /** Images per optimizer step (default 64). */
   batchSize: number;
   /** Base learning rate (cosine schedule per epoch, no warm-up). */
   lr: number;
+  /** SGD weight decay (L2 penalty; default 1e-4). */
   weightDecay: number;
+  /** SGD momentum, in [0, 1) (default 0.9). */
   sgdMomentum: number;
   /** Queue length K (a multiple of batchSize). */
   queueSize: number;
+  /** InfoNCE temperature tau (default 0.2, MoCo v2). */
   temperature: number;
   /** Key encoder EMA momentum m. */
   mocoMomentum: number;
   /** Ghost-BN group size (per-"device" batch). */
   bnGroupSize: number;
+  /** Seed of every random stream: initialisation, shuffling, augmentation, queues (default 0). */
   seed: number;
   /** Teacher encoder file (every method but 'moco'). */
   teacher?: string;
@@ -116,6 +125,10 @@ export interface TrainConfig {
   microBatch: number;
 }
 
+/**
+ * The value of every field but `method` and `arch` when neither the command line nor a config
+ * file sets it: a MoCo v2 run sized for 28x28 Fashion-MNIST on a CPU.
+ */
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'method' | 'arch'> = {
   widthMultiplier: 1,
   smallStem: false,

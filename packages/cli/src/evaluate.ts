@@ -12,22 +12,40 @@ import { extractFeatures, knnClassify, linearProbe } from '@disco/eval';
 import { Rng } from '@disco/core';
 import { preciseBatchNorm } from './precise-bn.js';
 
+/** How `evaluateBackbone` prepares the images and scores the features. */
 export interface EvalOptions {
+  /** Side, in pixels, the images are resized to (bilinear) before the backbone sees them. */
   imageSize: number;
+  /** Per-channel mean subtracted from pixels in [0, 1]; one value is used for every channel. */
   mean: readonly number[];
+  /** Per-channel standard deviation divided by; one value is used for every channel. */
   std: readonly number[];
+  /** Neighbours of the weighted kNN classifier (default 200). */
   k?: number;
+  /** Temperature of the kNN vote weights (default 0.1). */
   t?: number;
   /** Linear-probe epochs (default 100); 0 skips the probe (linearTop1 is then NaN). */
   linearEpochs?: number;
+  /** Seed of the linear probe's initialisation and shuffling (default 0). */
   seed?: number;
   /** Precise BN before extracting features (default on, ghost groups of 32); false: off. */
-  preciseBn?: false | { bnGroupSize?: number; images?: number };
+  preciseBn?:
+    | false
+    | {
+        /** Ghost-BN group size of training, so the statistics match it (default 32). */
+        bnGroupSize?: number;
+        /** Training images averaged over, the first ones of the set (default 2048). */
+        images?: number;
+      };
 }
 
+/** The scores of one evaluation. */
 export interface EvalResult {
+  /** Weighted kNN top-1 accuracy on the test split, a fraction in [0, 1]. */
   knnTop1: number;
+  /** Linear-probe top-1 accuracy on the test split, in [0, 1]; NaN when the probe is skipped. */
   linearTop1: number;
+  /** Width of the backbone's feature vector (its `outDim`). */
   featureDim: number;
 }
 

@@ -9,38 +9,53 @@ import { classColor, escapeXml, formatTick, niceTicks, tickStep } from './svg.js
 
 /** What one finished cell measured: the figures a row is made of. */
 export interface CellFigures {
+  /** Student name, a key of `EXPERIMENT_STUDENTS`. */
   student: string;
+  /** Method name, a key of `EXPERIMENT_METHODS`. */
   method: string;
   /** The teacher's name; '-' for MoCo v2, which has none. */
   teacher: string;
+  /** The seed the cell trained with. */
   seed: number;
-  /** Fractions in [0, 1]. */
+  /** kNN top-1 of the final evaluation, a fraction in [0, 1]. */
   knnTop1: number;
+  /** Linear-probe top-1 of the final evaluation, a fraction in [0, 1]. */
   linearTop1: number;
   /** Backbone parameters (the head is dropped after training). */
   parameters: number;
+  /** Seconds the cell's training epochs took (evaluation not included). */
   trainSeconds: number;
 }
 
 /** A mean and a spread over seeds. */
 export interface Stat {
+  /** The mean of `values`. */
   mean: number;
   /** Sample standard deviation (n - 1 in the denominator); 0 for one value. */
   std: number;
+  /** The values, one per seed, in the order given. */
   values: number[];
 }
 
 /** One row of the table: a student, method and teacher over its seeds. */
 export interface ResultRow {
+  /** Student name, a key of `EXPERIMENT_STUDENTS`. */
   student: string;
+  /** Method name, a key of `EXPERIMENT_METHODS`. */
   method: string;
+  /** Teacher name; '-' for MoCo v2. */
   teacher: string;
   /** The method's label (with the teacher's when the grid has several). */
   label: string;
+  /** The seeds of the row's cells. */
   seeds: number[];
+  /** kNN top-1 over the seeds, in percent. */
   knnTop1: Stat;
+  /** Linear-probe top-1 over the seeds, in percent. */
   linearTop1: Stat;
+  /** Backbone parameters of the student (the first cell's). */
   parameters: number;
+  /** Training seconds per cell over the seeds. */
   trainSeconds: Stat;
 }
 

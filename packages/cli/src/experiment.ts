@@ -39,7 +39,8 @@ import { fileSha256, loadModelFile } from './model-file.js';
 import { backboneParameters, PIPELINE_STUDENT, PIPELINE_TEACHER } from './pipeline.js';
 import { train } from './train.js';
 
-type Settings = Partial<TrainConfig>;
+/** Some fields of a `TrainConfig`, applied over the defaults (a student, a method, a teacher). */
+export type Settings = Partial<TrainConfig>;
 
 /** Students of the grids: a backbone and the feature its head takes. */
 export const EXPERIMENT_STUDENTS: Record<string, Settings> = {
@@ -54,7 +55,9 @@ export const EXPERIMENT_STUDENTS: Record<string, Settings> = {
 
 /** A method of a grid: how it is named in tables and what it sets. */
 export interface MethodPreset {
+  /** Its name in tables and plots ('MoCo v2', 'DisCo, hidden 512', ...). */
   label: string;
+  /** The fields it sets on each cell: `method`, its teacher BN mode, any ablation setting. */
   config: Settings;
 }
 
@@ -84,6 +87,7 @@ export const EXPERIMENT_METHODS: Record<string, MethodPreset> = {
 
 /** A teacher: the shipped file, or a MoCo v2 run the experiment trains first. */
 export interface TeacherPreset {
+  /** A readable name ('ResNet-18 (shipped)', ...); tables and logs use its key instead. */
   label: string;
   /** Settings of the MoCo v2 run that makes it (on the experiment's data, seed 0). */
   train?: Settings;
@@ -102,10 +106,15 @@ export const EXPERIMENT_TEACHERS: Record<string, TeacherPreset> = {
 
 /** A named grid and the schedule its cells train with. */
 export interface ExperimentGrid {
+  /** Its key in `EXPERIMENT_GRIDS`, also the default output folder's suffix. */
   name: string;
+  /** One sentence on what it compares, printed first and written into `results.md`. */
   about: string;
+  /** Student names, keys of `EXPERIMENT_STUDENTS`. */
   students: string[];
+  /** Method names, keys of `EXPERIMENT_METHODS`. */
   methods: string[];
+  /** Teacher names, keys of `EXPERIMENT_TEACHERS` (MoCo v2 cells use none). */
   teachers: string[];
   /** Epochs of each cell. */
   epochs: number;
@@ -148,24 +157,35 @@ export const EXPERIMENT_GRIDS: Record<string, ExperimentGrid> = {
 export interface ExperimentCell {
   /** The folder name: `<student>.<method>.<teacher>.seed<n>` (teacher '-' for MoCo v2). */
   id: string;
+  /** Student name, a key of `EXPERIMENT_STUDENTS`. */
   student: string;
+  /** Method name, a key of `EXPERIMENT_METHODS`. */
   method: string;
+  /** Teacher name; '-' for MoCo v2. */
   teacher: string;
+  /** The seed of the cell's run. */
   seed: number;
+  /** The cell's run folder, `<out>/cells/<id>`. */
   dir: string;
+  /** The full config the cell trains with. */
   config: TrainConfig;
 }
 
 /** What a finished cell wrote to its `result.json`. */
 export interface CellResult extends CellFigures {
+  /** 'disco-experiment-cell/1'; a file with another value is trained again. */
   format: typeof CELL_FORMAT;
+  /** The cell's `ExperimentCell.id`. */
   id: string;
+  /** The config the cell trained with; a result from other settings is trained again. */
   config: TrainConfig;
+  /** sha256 of the teacher file (unset for MoCo v2); another teacher's result is not reused. */
   teacherSha256?: string;
 }
 
 const CELL_FORMAT = 'disco-experiment-cell/1';
 
+/** Which grid `runExperiment` runs, narrowed or changed how, and where it writes. */
 export interface ExperimentOptions {
   /** A grid name of `EXPERIMENT_GRIDS`, or a grid (tests). */
   grid: string | ExperimentGrid;
@@ -173,11 +193,15 @@ export interface ExperimentOptions {
   out?: string;
   /** Default 0, 1, 2. */
   seeds?: number[];
+  /** Data folder of every cell (any format `--data` takes); unset: the shipped Fashion-MNIST. */
   data?: string;
+  /** Epochs of each cell, instead of the grid's. */
   epochs?: number;
+  /** Training images of each cell, instead of the grid's (unset there too: all). */
   limit?: number;
-  /** Narrow the grid to these students / methods (names of the presets). */
+  /** Narrow the grid to these students (names of `EXPERIMENT_STUDENTS`). */
   students?: string[];
+  /** Narrow the grid to these methods (names of `EXPERIMENT_METHODS`). */
   methods?: string[];
   /** Teacher files by name, instead of the grid's teachers. */
   teachers?: Record<string, string>;
@@ -187,7 +211,9 @@ export interface ExperimentOptions {
   dryRun?: boolean;
   /** The command line, written into the results. */
   command?: string;
+  /** Hide the per-batch progress bars. */
   quiet?: boolean;
+  /** Progress lines and the final table go here (default: stdout). */
   log?: (line: string) => void;
 }
 

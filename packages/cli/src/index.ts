@@ -9,6 +9,7 @@ export {
   compareResumeConfig,
   RESUME_FREE_FIELDS,
   type TrainConfig,
+  type TrainMethod,
   type ResumeConfigCheck,
 } from './config.js';
 export { train, loadData, specOf, type TrainOptions, type TrainResult } from './train.js';
@@ -70,6 +71,9 @@ export {
   REPORT_FILE,
   type ReportOptions,
   type RunMetrics,
+  type MetricsLine,
+  type FinalLine,
+  type TeacherFigures,
 } from './report.js';
 export {
   runExperiment,
@@ -81,7 +85,11 @@ export {
   type ExperimentOptions,
   type ExperimentCell,
   type CellResult,
+  type MethodPreset,
+  type TeacherPreset,
+  type Settings as ExperimentSettings,
 } from './experiment.js';
+export { type ResultRow as ExperimentRow, type Stat } from './experiment-plot.js';
 export {
   exportTfjs,
   buildTfjsModel,
@@ -92,13 +100,18 @@ export {
   type TfjsModel,
   type TfjsModelCard,
   type TfjsHead,
+  type TfjsSource,
+  type FitHeadOptions,
 } from './tfjs-export.js';
+export type { LayersArtifacts, WeightSpec } from './tfjs-graph.js';
 export {
   BENCH_CASES,
   timeDiscoStep,
   profileDiscoStep,
   soakDiscoStep,
   type BenchCase,
+  type BenchResult,
+  type KernelTime,
   type PhaseProfile,
   type SoakSample,
 } from './bench.js';

@@ -23,7 +23,9 @@ import { ProjectionHead } from '@disco/heads';
 
 /** How to rebuild an encoder: backbone name and options, head widths. */
 export interface EncoderSpec {
+  /** Backbone name in the @disco/backbones registry (`resnet18`, `mobilenet_v3_large`, ...). */
   arch: string;
+  /** Options the backbone is built with (`createBackbone(arch, backbone)`). */
   backbone: BackboneOptions;
   /** Projection head hidden width (0: one linear layer). */
   hiddenDim: number;
@@ -38,11 +40,13 @@ export interface EncoderSpec {
 
 /** What a model file holds besides its tensors. */
 export interface ModelInfo {
+  /** How to rebuild the encoder the file's tensors belong to. */
   spec: EncoderSpec;
   /** Input side the encoder was trained at. */
   imageSize: number;
   /** Per-channel normalisation applied to [0, 1] images. */
   mean: number[];
+  /** Per-channel standard deviation, paired with `mean`. */
   std: number[];
   /** Free-form facts: dataset, epochs, accuracy, the command that made it. */
   notes?: Record<string, unknown>;
@@ -106,7 +110,10 @@ export const MODEL_FILE = 'encoder.safetensors';
  * rebuilds its encoder.
  * @throws naming the file when it is not a DisCo encoder file or its tensors do not fit.
  */
-export function loadModelFile(where: string): BuiltEncoder & { info: ModelInfo } {
+export function loadModelFile(where: string): BuiltEncoder & {
+  /** The spec, normalisation and notes stored in the file's metadata. */
+  info: ModelInfo;
+} {
   const path = modelFilePath(where);
   if (!existsSync(path)) throw new Error(`loadModelFile ${path}: file not found`);
   const file = readSafetensors(path);

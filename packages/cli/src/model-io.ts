@@ -44,7 +44,9 @@ import {
 
 /** A checkpoint's tensors with torchvision names, and where in the file they were found. */
 export interface LoadedWeights {
+  /** The file read. */
   path: string;
+  /** How it was read: as safetensors, or as a PyTorch pickle through core's unpickler. */
   format: 'safetensors' | 'pth';
   /** Tensors by name, wrapper prefix stripped, in file order. */
   tensors: Map<string, RawTensor>;
@@ -120,6 +122,7 @@ export function readWeights(path: string, opts: ReadWeightsOptions = {}): Loaded
 
 /** How a checkpoint's tensors fit one architecture. */
 export interface ArchMatch {
+  /** The registered backbone name compared with the checkpoint. */
   arch: string;
   /** Options that reproduce the checkpoint's shapes (stem, width, input channels). */
   options: BackboneOptions;
@@ -132,9 +135,21 @@ export interface ArchMatch {
   /** Checkpoint tensors that are neither backbone, head nor classifier. */
   unexpected: string[];
   /** torchvision's final classifier in the checkpoint: its tensor names and class count. */
-  classifier: { names: string[]; classes: number } | null;
+  classifier: {
+    /** The classifier's tensor names in the file (`fc.weight`, `fc.bias`, ...). */
+    names: string[];
+    /** Its output width: rows of its weight. */
+    classes: number;
+  } | null;
   /** A MoCo v2 style projection MLP in the checkpoint, and our names for its tensors. */
-  head: { hiddenDim: number; dim: number; rename: Map<string, string> } | null;
+  head: {
+    /** Width of its hidden layer; 0 for a single linear layer. */
+    hiddenDim: number;
+    /** Width of its output, the embedding. */
+    dim: number;
+    /** Each of its tensor names in the file, to its name in our models (`head.0.weight`, ...). */
+    rename: Map<string, string>;
+  } | null;
 }
 
 /** The final classifier's tensors per family. */
@@ -286,7 +301,12 @@ export function isExactMatch(m: ArchMatch): boolean {
 export function detectArchitecture(
   tensors: Map<string, RawTensor>,
   opts: { arch?: string } = {},
-): { best: ArchMatch | null; candidates: ArchMatch[] } {
+): {
+  /** The first candidate when it is an exact match (`isExactMatch`), else null. */
+  best: ArchMatch | null;
+  /** The architectures compared, best first. */
+  candidates: ArchMatch[];
+} {
   let archs: string[];
   if (opts.arch !== undefined) {
     if (!listBackbones().includes(opts.arch)) {
@@ -387,8 +407,9 @@ export function describeWeights(w: LoadedWeights, opts: { arch?: string } = {}):
   return lines.join('\n');
 }
 
-/** ImageNet's normalisation, the default for imported RGB models. */
+/** ImageNet's per-channel mean (R, G, B) of [0, 1] pixels, the default for imported RGB models. */
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
+/** ImageNet's per-channel standard deviation (R, G, B), paired with `IMAGENET_MEAN`. */
 export const IMAGENET_STD = [0.229, 0.224, 0.225];
 
 /** Options of `importModel`. */
@@ -403,6 +424,7 @@ export interface ImportOptions {
   imageSize?: number;
   /** Normalisation of [0, 1] images (default ImageNet's for 3 channels; required otherwise). */
   mean?: number[];
+  /** Standard deviation paired with `mean` (default ImageNet's for 3 channels; else required). */
   std?: number[];
   /** Backbone output recorded in the model: `'head'` for MobileNetV3's head feature. */
   output?: 'pooled' | 'head';
@@ -410,10 +432,15 @@ export interface ImportOptions {
 
 /** What `importModel` wrote. */
 export interface ImportResult {
+  /** The model folder written (`out`). */
   dir: string;
+  /** The encoder file inside it, `<dir>/encoder.safetensors`. */
   file: string;
+  /** How the checkpoint matched the architecture it was imported as. */
   match: ArchMatch;
+  /** The spec recorded in the model, to rebuild it. */
   spec: EncoderSpec;
+  /** The checkpoint as read. */
   weights: LoadedWeights;
 }
 
@@ -498,7 +525,12 @@ export function exportModel(
   model: string,
   out: string,
   opts: { withHead?: boolean; dtype?: 'F32' | 'F16' } = {},
-): { names: string[]; arch: string } {
+): {
+  /** The tensor names written, torchvision's (plus `head.*` with `withHead`). */
+  names: string[];
+  /** The model's architecture, also in the file's metadata. */
+  arch: string;
+} {
   const m = loadModelFile(model);
   try {
     const all = toTorchStateDict(m.encoder.params, { dtype: opts.dtype ?? 'F32' });
@@ -527,12 +559,14 @@ export interface EmbedOptions {
    * images (JPEG, PNG, WebP; class subfolders or any layout, see `loadImageFolder`).
    */
   input: string;
+  /** The tensor of a safetensors `input` to embed; needed when the file holds several. */
   key?: string;
   /**
    * Output safetensors file: `features` and, where the family has one, `head_features`; for a
    * folder also `labels` (class index per image) and the image paths in the metadata.
    */
   out: string;
+  /** Images per forward pass (default 64). */
   batchSize?: number;
   /**
    * `true`: feed the tensor to the network unchanged. Default: the tensor holds images in
@@ -628,9 +662,12 @@ async function readFolderInput(
  * for MobileNetV3, the head feature (`head_features`), written as F32 safetensors.
  * @throws naming the file, the key and the shape when the input does not fit the model.
  */
-export async function embed(
-  opts: EmbedOptions,
-): Promise<{ count: number; outputs: Record<string, number[]> }> {
+export async function embed(opts: EmbedOptions): Promise<{
+  /** Images embedded. */
+  count: number;
+  /** Each tensor written to `out`, by name, with its shape (`features: [count, dim]`, ...). */
+  outputs: Record<string, number[]>;
+}> {
   const m = loadModelFile(opts.model);
   try {
     const net = m.backbone.net as Backbone;

@@ -54,19 +54,31 @@ export const PIPELINE_TEACHER: Pick<
   queueSize: 4096,
 };
 
+/** What `runPipeline` trains from and where it writes. */
 export interface PipelineOptions {
   /** Fashion-MNIST folder; unset: the shipped subset. */
   data?: string;
   /** Teacher encoder file; unset: the shipped one (unless `pretrainTeacher`). */
   teacher?: string;
+  /**
+   * Train the teacher first with MoCo v2 (`PIPELINE_TEACHER`, in `out/teacher`) instead of
+   * loading one; `teacher` is then ignored. Default false.
+   */
   pretrainTeacher?: boolean;
   /** Overrides of the student's config (arch, epochs...). */
   student?: Partial<TrainConfig>;
   /** Overrides of the teacher's config when pre-training it. */
   teacherConfig?: Partial<TrainConfig>;
+  /** Seed of every run, initialisation and linear probe (default 0). */
   seed?: number;
+  /**
+   * Output folder, created if missing: the run folders (`teacher/` with `pretrainTeacher`,
+   * `student-moco/`, `student-disco/`), `results.md`, `results.json` and `report.html`.
+   */
   out: string;
+  /** Hide the per-batch progress bars. */
   quiet?: boolean;
+  /** Progress lines and the final table go here (default: stdout). */
   log?: (line: string) => void;
 }
 

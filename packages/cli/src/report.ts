@@ -36,8 +36,11 @@ export const REPORT_FILE = 'report.html';
 
 /** A teacher's kNN and linear top-1 (fractions), and where they come from. */
 export interface TeacherFigures {
+  /** The teacher's name in the results table. */
   model: string;
+  /** kNN top-1, a fraction in [0, 1]. */
   knnTop1: number;
+  /** Linear-probe top-1, a fraction in [0, 1]. */
   linearTop1: number;
   /** One sentence: who measured them, on which data. */
   source: string;
@@ -57,31 +60,45 @@ export interface ReportOptions {
 
 /** One `kind: "step"` or `kind: "epoch"` line of metrics.jsonl. */
 export interface MetricsLine {
+  /** 'step': written after every optimizer step; 'epoch': the epoch's means, at its end. */
   kind: 'step' | 'epoch';
+  /** The epoch, counted from 1. */
   epoch: number;
+  /** Optimizer steps done so far in the run, this one included. */
   step: number;
+  /** The epoch's learning rate. */
   lr: number;
   /** The total loss. */
   loss: number;
   /** Its named parts (infonce, mse_v1, ...). */
   parts: Record<string, number>;
+  /** Epoch lines: training images per second over the epoch. */
   imgPerSec?: number;
+  /** Epoch lines: seconds the epoch took. */
   seconds?: number;
+  /** Epoch lines: the kNN monitor's top-1 (a fraction), on epochs where it ran. */
   knnTop1?: number;
 }
 
 /** The `kind: "final"` line: the evaluation at the end of a run (NaN when not scored). */
 export interface FinalLine {
+  /** kNN top-1, a fraction in [0, 1]. */
   knnTop1: number;
+  /** Linear-probe top-1, a fraction in [0, 1]. */
   linearTop1: number;
+  /** Width of the evaluated backbone feature (NaN when the line lacks it). */
   featureDim: number;
+  /** Seconds of training in the run (NaN when the line lacks it). */
   trainSeconds: number;
 }
 
 /** A run's metrics.jsonl, by kind. */
 export interface RunMetrics {
+  /** The step lines, in file order. */
   steps: MetricsLine[];
+  /** The epoch lines, in file order. */
   epochs: MetricsLine[];
+  /** The final line (the last one when there are several); null when the run has none. */
   final: FinalLine | null;
   /**
    * The number of a last line that was cut off (no newline, not JSON: the run was killed

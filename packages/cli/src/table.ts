@@ -1,9 +1,13 @@
 /** The results table `disco pipeline` prints and writes as Markdown. */
 
 export interface ResultRow {
+  /** The model's label, e.g. `mobilenet_v3_small DisCo` or `resnet18 (random init)`. */
   model: string;
+  /** Backbone parameters, the projection head left out (shown in millions). */
   parameters: number;
+  /** kNN top-1, a fraction in [0, 1] (shown in percent). */
   knnTop1: number;
+  /** Linear-probe top-1, a fraction in [0, 1] (shown in percent). */
   linearTop1: number;
   /** Training seconds; null for rows that were not trained here. */
   trainSeconds: number | null;

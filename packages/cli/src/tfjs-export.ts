@@ -24,8 +24,11 @@ import type { LayersArtifacts } from './tfjs-graph.js';
 
 /** The files of an export folder. */
 export const TFJS_FILES = {
+  /** The Layers model topology and weight manifest, for `tf.loadLayersModel`. */
   model: 'model.json',
+  /** All weights, float32, in one shard. */
   weights: 'group1-shard1of1.bin',
+  /** The model card (`TfjsModelCard`). */
   card: 'disco.json',
 } as const;
 
@@ -36,18 +39,33 @@ export interface TfjsHead {
   /** One name per class, written to `disco.json` for the page to print. */
   classNames?: readonly string[];
   /** How the probe was fitted, recorded in `disco.json`. */
-  fit?: { data: string; trainImages: number; testImages: number; trainTop1: number; top1: number };
+  fit?: {
+    /** The data it was fitted on, in words (a folder and its format, or 'given image sets'). */
+    data: string;
+    /** Images the probe was trained on. */
+    trainImages: number;
+    /** Images it was scored on. */
+    testImages: number;
+    /** Top-1 on the training images, a fraction in [0, 1]. */
+    trainTop1: number;
+    /** Top-1 on the test images, a fraction in [0, 1]. */
+    top1: number;
+  };
 }
 
 /** `disco.json`: what a page needs to feed the model and read its output. */
 export interface TfjsModelCard {
+  /** The card's format and version. */
   format: 'disco-tfjs/1';
+  /** The backbone's architecture name (`resnet18`, `mobilenet_v3_small`, ...). */
   arch: string;
+  /** The options the backbone was built with, as in the encoder file's spec. */
   backbone: BackboneOptions;
   /** The model's input, batch excluded: `[height, width, channels]`, NHWC float32. */
   input: [number, number, number];
   /** Per-channel normalisation of [0, 1] pixels (one entry per input channel). */
   mean: number[];
+  /** Per-channel standard deviation, paired with `mean`. */
   std: number[];
   /** The preprocessing training used, in words. */
   preprocess: string;
@@ -55,7 +73,9 @@ export interface TfjsModelCard {
   output: 'feature' | 'probabilities';
   /** Width of the output. */
   outputDim: number;
+  /** With a probe that has them: one name per output class. */
   classNames?: string[];
+  /** With a probe: how it was fitted and how well it scored (`TfjsHead.fit`). */
   head?: TfjsHead['fit'];
   /** The model file exported, when it came from one. */
   source?: string;
@@ -70,11 +90,16 @@ export interface TfjsExportOptions {
 }
 
 /** A model in memory, as `loadModelFile` returns it (or `buildEncoder` plus its info). */
-export type TfjsSource = BuiltEncoder & { info: ModelInfo };
+export type TfjsSource = BuiltEncoder & {
+  /** The spec, input size and normalisation of the model. */
+  info: ModelInfo;
+};
 
 /** An exported model in memory. */
 export interface TfjsModel {
+  /** `model.json`'s content and the weight bytes, as the files will hold them. */
   artifacts: LayersArtifacts;
+  /** The content of `disco.json`. */
   card: TfjsModelCard;
   /** Keras layers in the graph, the input included. */
   layers: number;

@@ -26,11 +26,21 @@ export interface WeightValues {
 export interface LayersArtifacts {
   /** The content of `model.json`. */
   modelJson: {
+    /** The model format `tf.loadLayersModel` expects. */
     format: 'layers-model';
+    /** The writer, for a reader of the file. */
     generatedBy: string;
+    /** Always null: written directly, not by the Python converter. */
     convertedBy: null;
+    /** The Keras functional model: its layers, inbound nodes, inputs and output. */
     modelTopology: Record<string, unknown>;
-    weightsManifest: { paths: string[]; weights: WeightSpec[] }[];
+    /** The weight groups, here one: its shard's path and the weights the shard holds. */
+    weightsManifest: {
+      /** The shard's file name, relative to `model.json`. */
+      paths: string[];
+      /** Each weight's name, shape and dtype, in the order of its bytes in the shard. */
+      weights: WeightSpec[];
+    }[];
   };
   /** The content of the one weight shard the manifest names. */
   weightData: Uint8Array;
@@ -38,8 +48,11 @@ export interface LayersArtifacts {
 
 /** One entry of the weights manifest. */
 export interface WeightSpec {
+  /** `<layer>/<weight>`, e.g. `conv1/kernel`. */
   name: string;
+  /** Its shape in the tfjs (Keras) layout. */
   shape: number[];
+  /** Always float32, little-endian. */
   dtype: 'float32';
 }
 

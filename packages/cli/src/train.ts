@@ -58,6 +58,7 @@ import {
 import { Progress } from './progress.js';
 import { finishRunReport } from './report.js';
 
+/** How `train` runs: where it writes, whether it resumes, where its lines go. */
 export interface TrainOptions {
   /** The run folder. */
   runDir: string;
@@ -68,17 +69,28 @@ export interface TrainOptions {
   resume?: boolean;
   /** One line per epoch and notices go here (default: stdout). */
   log?: (line: string) => void;
+  /** Hide the per-batch progress bar (the epoch lines are still logged). */
   quiet?: boolean;
-  /** Image sets to use instead of loading `cfg.data` (tests, the pipeline). */
+  /**
+   * Image sets to use instead of loading `cfg.data` (tests, the pipeline); used only when
+   * `test` is given too. Evaluation then fits kNN and the probe on this set.
+   */
   train?: ImageSet;
+  /** The labelled test split that goes with `train`. */
   test?: ImageSet;
 }
 
+/** What a finished `train` run returns. */
 export interface TrainResult {
+  /** The trained student encoder (backbone and projection head), still in memory. */
   built: BuiltEncoder;
+  /** Seconds spent in training epochs, summed over resumed runs; evaluation not included. */
   trainSeconds: number;
+  /** Mean loss over the batches of the last epoch. */
   finalLoss: number;
+  /** The final kNN and linear-probe scores (NaN on unlabelled data). */
   eval: EvalResult;
+  /** Path of the written `encoder.safetensors`. */
   encoderFile: string;
 }
 
@@ -102,8 +114,11 @@ export function specOf(cfg: TrainConfig, channels: number): EncoderSpec {
  * `test`; evaluation fits kNN and the probe on `evalTrain`, the whole train split.
  */
 export function loadData(cfg: Pick<TrainConfig, 'data' | 'limit'>): {
+  /** The training images: the first `limit` of the train split, or all of it. */
   train: ImageSet;
+  /** The test split. */
   test: ImageSet;
+  /** The whole train split, for fitting kNN and the linear probe. */
   evalTrain: ImageSet;
 } {
   const full = loadFashionMnist({ dir: cfg.data, split: 'train' });

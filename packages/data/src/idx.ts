@@ -18,7 +18,7 @@ const IDX_TYPES = {
 } as const;
 
 /** One IDX array of element type `D`, its values in the typed array `A`. */
-interface IdxOf<D extends string, A> {
+export interface IdxOf<D extends string, A> {
   /** The element type declared in the header. */
   dtype: D;
   /** Dimensions as declared in the header, e.g. `[60000, 28, 28]` for MNIST images. */

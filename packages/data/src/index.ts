@@ -5,7 +5,14 @@
  * and float32 `[N, H, W, C]` tensors once on the backend.
  * @packageDocumentation
  */
-export { readIdx, parseIdx, type IdxArray, type IdxDtype, type ReadIdxOptions } from './idx.js';
+export {
+  readIdx,
+  parseIdx,
+  type IdxArray,
+  type IdxDtype,
+  type IdxOf,
+  type ReadIdxOptions,
+} from './idx.js';
 export { assetPath } from './assets.js';
 export { checkImageSet, type ImageSet } from './image-set.js';
 export {

@@ -47,6 +47,12 @@ import type { Teacher } from './teacher.js';
 /** `'2q'`: teacher and student banks; `'1q'`: the teacher's bank for both. */
 export type CompRessVariant = '1q' | '2q';
 
+/**
+ * Settings of a `CompRess` objective; unset fields take `COMPRESS_DEFAULTS` (`queueSize`, for
+ * '2q': the student bank's size). The constructor throws for an unknown variant, '2q' without
+ * a student bank, a queue size that is not a positive integer or differs from the student
+ * bank's, or a temperature that is not a finite number > 0.
+ */
 export interface CompRessConfig {
   /** Default '2q'. */
   variant?: CompRessVariant;

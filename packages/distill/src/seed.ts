@@ -33,6 +33,11 @@ import {
 } from './objectives.js';
 import type { Teacher } from './teacher.js';
 
+/**
+ * Settings of a `Seed` objective; unset fields take `SEED_DEFAULTS`. The constructor throws
+ * for a queue size that is not a positive integer or a temperature that is not a finite
+ * number > 0.
+ */
 export interface SeedConfig {
   /** Queue length K, a multiple of the batch size. Default 65536 (the paper). */
   queueSize?: number;
