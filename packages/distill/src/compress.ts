@@ -41,6 +41,7 @@ import {
   type Objective,
   type ObjectiveStep,
   rowsOf,
+  stepGuard,
 } from './objectives.js';
 import type { Teacher } from './teacher.js';
 
@@ -187,15 +188,7 @@ export class CompRess implements Objective {
     }
     const t1 = this.teacher.embed(view1);
     const tBank = student ? this.teacher.embed(view2) : t1;
-    const writes = this.teacherBank.writes;
-    const unchanged = (what: string) => {
-      if (t1.isDisposed) throw new Error(`CompRess: ${what} after the step's dispose()`);
-      if (this.teacherBank.writes !== writes) {
-        throw new Error(
-          `CompRess: ${what} after the bank changed (enqueue() runs once, after MoCo.step)`,
-        );
-      }
-    };
+    const unchanged = stepGuard('CompRess', 'bank', t1, this.teacherBank);
     const { studentTemperature, teacherTemperature } = this.cfg;
 
     const extraLoss: ExtraLoss = ({ q, rows }) => {

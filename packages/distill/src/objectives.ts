@@ -183,3 +183,25 @@ export function checkQueueSize(owner: string, value: number): void {
     throw new Error(`${owner}: queueSize must be a positive integer, got ${value}`);
   }
 }
+
+/**
+ * @internal The check every use of a prepared step makes: the loss and `enqueue()` must come
+ * before the step's `dispose()` (which frees `target`) and before `queue` changes, the order
+ * `MoCo.step` then `enqueue()` keeps. `queueName` names the queue in the error.
+ */
+export function stepGuard(
+  owner: string,
+  queueName: string,
+  target: tf.Tensor,
+  queue: EmbeddingQueue,
+): (use: string) => void {
+  const writes = queue.writes;
+  return (use) => {
+    if (target.isDisposed) throw new Error(`${owner}: ${use} after the step's dispose()`);
+    if (queue.writes !== writes) {
+      throw new Error(
+        `${owner}: ${use} after the ${queueName} changed (enqueue() runs once, after MoCo.step)`,
+      );
+    }
+  };
+}

@@ -30,6 +30,7 @@ import {
   type Objective,
   type ObjectiveStep,
   rowsOf,
+  stepGuard,
 } from './objectives.js';
 import type { Teacher } from './teacher.js';
 
@@ -129,15 +130,7 @@ export class Seed implements Objective {
     const n = view1.shape[0];
     checkQueueFits('Seed', this.cfg.queueSize, n);
     const t = this.teacher.embed(view1);
-    const writes = this.queue.writes;
-    const unchanged = (what: string) => {
-      if (t.isDisposed) throw new Error(`Seed: ${what} after the step's dispose()`);
-      if (this.queue.writes !== writes) {
-        throw new Error(
-          `Seed: ${what} after the queue changed (enqueue() runs once, after MoCo.step)`,
-        );
-      }
-    };
+    const unchanged = stepGuard('Seed', 'queue', t, this.queue);
     const { studentTemperature, teacherTemperature } = this.cfg;
 
     const extraLoss: ExtraLoss = ({ q, rows }) => {
